@@ -1,0 +1,42 @@
+# The two commands a new machine needs: `make test` and `make run`. Each creates .venv with a
+# Python >= 3.11 when it is missing and installs the project into it.
+PYTHON ?= $(shell for p in python3 python3.13 python3.12 python3.11; do \
+	$$p -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null && echo $$p && break; done)
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+RUN_DIR ?= var/run
+LISTEN ?= 127.0.0.1:8082
+
+.PHONY: test run lint install clean demo-reset
+
+$(STAMP): pyproject.toml
+	@test -n "$(PYTHON)" || { echo "make: no Python >= 3.11 found; run: make PYTHON=/path/to/python3.11"; exit 1; }
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test]'
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check addon control_api tests
+	$(BIN)/mypy
+
+# The demo works on a copy of configs/ so that API writes never touch the tracked files.
+$(RUN_DIR)/demo.json:
+	mkdir -p $(RUN_DIR)
+	cp -R configs/. $(RUN_DIR)/
+
+demo-reset:
+	rm -rf $(RUN_DIR)
+
+run: $(STAMP) $(RUN_DIR)/demo.json
+	@echo "Control API on http://$(LISTEN) over $(RUN_DIR) (a copy of configs/; make demo-reset restores it)"
+	@echo "Try: curl -s http://$(LISTEN)/api/v1/containers/demo/proxy/hooks"
+	$(BIN)/proxy-hooks api --config $(RUN_DIR) --listen $(LISTEN)
+
+clean:
+	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache *.egg-info

@@ -1,0 +1,339 @@
+"""The container hooks file on disk: versioned, atomic, safe across processes.
+
+Every method here is blocking (file I/O, fsync, an OS lock) and thread-safe: callers on an
+event loop run them with `asyncio.to_thread`.
+
+- A write is a transaction under an exclusive `flock` on a lock file beside the hooks file:
+  re-read, check the caller's version, apply the change, validate the whole file, write a temp
+  file in the same folder, fsync it, rename it over the original, fsync the folder.
+- The lock file also records the version and the content hash of the last state any of our
+  processes saw or wrote. A hand edit that changes the content but not `file_version` (or moves
+  it backwards) is therefore seen by every process, and becomes a new version, so a client
+  holding an old ETag can never silently overwrite it.
+- A hook without an id (a hand-written file) gets one minted, written back as a normal write;
+  if the file cannot be written, the ids live in memory and a warning says so.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import errno
+import fcntl
+import hashlib
+import json
+import logging
+import os
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeVar
+
+from ulid import ULID
+
+from addon.model import HooksFile
+from addon.validation import (
+    InvalidInput,
+    Problem,
+    file_problems,
+    load_hooks_file,
+    scripts_root_of,
+)
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+Change = Callable[[HooksFile], tuple[HooksFile, T]]
+# Temp files left by a writer that was killed mid-write are removed once they are this old.
+STALE_TEMP_SECONDS = 60.0
+
+
+def new_hook_id() -> str:
+    return str(ULID()).lower()
+
+
+def utc_now() -> dt.datetime:
+    now = dt.datetime.now(dt.UTC)
+    return now.replace(microsecond=now.microsecond // 1000 * 1000)
+
+
+def etag_of(version: int) -> str:
+    return f"file:v{version}"
+
+
+def content_hash(hooks_file: HooksFile) -> str:
+    """What the file says, minus its version: whitespace and key order do not count."""
+    data = hooks_file.model_dump(mode="json", exclude={"file_version"})
+    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
+
+
+def render(hooks_file: HooksFile) -> bytes:
+    """The file as written: only what its authors (or the server) set, in schema order."""
+    data = hooks_file.model_dump(mode="json", exclude_unset=True, exclude_none=True)
+    data["file_version"] = hooks_file.file_version
+    ordered = {key: data[key] for key in HooksFile.model_fields if key in data}
+    # A hook's id first, so a person reading the file sees which hook is which.
+    ordered["hooks"] = {
+        service: [{"id": hook.pop("id"), **hook} if "id" in hook else hook for hook in hooks]
+        for service, hooks in ordered.get("hooks", {}).items()
+    }
+    return (json.dumps(ordered, indent=2, ensure_ascii=False) + "\n").encode()
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """One validated version of a container's hooks file; never changes once made."""
+
+    path: Path
+    hooks_file: HooksFile
+
+    @property
+    def container(self) -> str:
+        return self.hooks_file.container
+
+    @property
+    def version(self) -> int:
+        return self.hooks_file.file_version
+
+    @property
+    def etag(self) -> str:
+        return etag_of(self.version)
+
+    @property
+    def scripts_root(self) -> Path:
+        return scripts_root_of(self.path, self.hooks_file)
+
+
+class StoreError(Exception):
+    pass
+
+
+class VersionMismatch(StoreError):
+    def __init__(self, current: Snapshot):
+        super().__init__(f"expected another version; current is {current.etag}")
+        self.current = current
+
+
+class FileUnusable(StoreError):
+    """The file on disk is missing, unreadable or invalid; writes wait until it is fixed."""
+
+    def __init__(self, path: Path, problems: list[Problem]):
+        super().__init__(f"{path}: " + "; ".join(map(str, problems)))
+        self.path = path
+        self.problems = problems
+
+
+class ReadOnlyFile(StoreError):
+    pass
+
+
+@dataclass(frozen=True)
+class _Recorded:
+    version: int
+    digest: str
+
+
+class HooksStore:
+    """One container's hooks file."""
+
+    def __init__(self, path: Path):
+        self.path = path.absolute()
+        self.lock_path = self.path.with_name(f".{self.path.name}.lock")
+        self._mutex = threading.Lock()
+        self._raw_digest: str | None = None
+        self._snapshot: Snapshot | None = None
+        self.error: FileUnusable | None = None
+
+    # --- reading ---
+
+    def open(self) -> Snapshot:
+        """The first read: an invalid or missing file here is an error for the caller."""
+        self._remove_stale_temp_files()
+        snapshot = self.read()
+        if self.error is not None:
+            raise self.error
+        return snapshot
+
+    def read(self) -> Snapshot:
+        """The current version. If the file became invalid, the last good one (see `error`)."""
+        try:
+            raw = self.path.read_bytes()
+        except OSError as exc:
+            return self._fail([Problem("", f"cannot read: {exc.strerror or exc}")])
+        if self._snapshot is not None and _digest(raw) == self._raw_digest:
+            return self._snapshot
+        with self._mutex, self._locked() as lock_fd:
+            return self._reconcile(lock_fd)
+
+    @property
+    def last_good(self) -> Snapshot | None:
+        return self._snapshot
+
+    # --- writing ---
+
+    def write(self, expected_version: int, change: Change[T]) -> tuple[Snapshot, T]:
+        """Apply `change` to the current file if it is still `expected_version`, as version+1.
+
+        Raises VersionMismatch, FileUnusable, ReadOnlyFile, InvalidInput, or whatever `change`
+        raises (then nothing is written).
+        """
+        with self._mutex, self._locked() as lock_fd:
+            if lock_fd is None or not os.access(self.path, os.W_OK):
+                raise ReadOnlyFile(f"{self.path} is read-only; hooks cannot be changed through the API")
+            current = self._reconcile(lock_fd)
+            if self.error is not None:
+                raise self.error
+            if current.version != expected_version:
+                raise VersionMismatch(current)
+            changed, result = change(current.hooks_file)
+            changed = changed.model_copy(update={"file_version": current.version + 1})
+            problems = file_problems(changed, scripts_root_of(self.path, changed))
+            if problems:
+                raise InvalidInput(problems)
+            return self._commit(lock_fd, changed), result
+
+    # --- internals ---
+
+    def _reconcile(self, lock_fd: int | None) -> Snapshot:
+        """Read the file under the lock; fold in hand edits and missing ids as a new version."""
+        try:
+            raw = self.path.read_bytes()
+            hooks_file = load_hooks_file(self.path, raw)
+        except OSError as exc:
+            return self._fail([Problem("", f"cannot read: {exc.strerror or exc}")])
+        except InvalidInput as exc:
+            return self._fail(exc.problems)
+        recorded = _read_recorded(lock_fd)
+        digest = content_hash(hooks_file)
+        version = hooks_file.file_version
+        hand_edited = recorded is not None and (
+            version < recorded.version or (version == recorded.version and digest != recorded.digest)
+        )
+        if hand_edited:
+            assert recorded is not None
+            version = recorded.version + 1
+            log.warning(
+                "%s was edited without raising file_version; it is now version %d",
+                self.path,
+                version,
+            )
+        missing_ids = any(hook.id is None for hooks in hooks_file.hooks.values() for hook in hooks)
+        if hand_edited or missing_ids:
+            hooks_file = _with_minted_ids(hooks_file).model_copy(update={"file_version": version})
+            if lock_fd is not None and os.access(self.path, os.W_OK):
+                return self._commit(lock_fd, hooks_file)
+            log.warning(
+                "%s is read-only: minted hook ids and the new version %d live in memory only",
+                self.path,
+                version,
+            )
+        elif recorded != _Recorded(version, digest) and lock_fd is not None:
+            _write_recorded(lock_fd, _Recorded(version, digest))
+        return self._accept(raw, hooks_file)
+
+    def _commit(self, lock_fd: int, hooks_file: HooksFile) -> Snapshot:
+        raw = render(hooks_file)
+        _atomic_write(self.path, raw)
+        _write_recorded(lock_fd, _Recorded(hooks_file.file_version, content_hash(hooks_file)))
+        return self._accept(raw, hooks_file)
+
+    def _accept(self, raw: bytes, hooks_file: HooksFile) -> Snapshot:
+        snapshot = Snapshot(self.path, hooks_file)
+        self._raw_digest = _digest(raw)
+        self._snapshot = snapshot
+        if self.error is not None:
+            log.info("%s is valid again (version %d)", self.path, snapshot.version)
+        self.error = None
+        return snapshot
+
+    def _fail(self, problems: list[Problem]) -> Snapshot:
+        error = FileUnusable(self.path, problems)
+        if self.error is None or self.error.problems != problems:
+            log.warning("%s: keeping the last good version: %s", self.path, error)
+        self.error = error
+        self._raw_digest = None
+        if self._snapshot is None:
+            raise error
+        return self._snapshot
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[int | None]:
+        """An exclusive OS lock shared with other processes; None if it cannot be created
+        (a read-only folder), in which case nothing will be written either."""
+        try:
+            fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            if exc.errno in (errno.EACCES, errno.EROFS, errno.EPERM):
+                yield None
+                return
+            raise
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield fd
+        finally:
+            os.close(fd)  # closing the descriptor releases the lock
+
+    def _remove_stale_temp_files(self) -> None:
+        cutoff = time.time() - STALE_TEMP_SECONDS
+        for leftover in self.path.parent.glob(f".{self.path.name}.*.tmp"):
+            with contextlib.suppress(OSError):
+                if leftover.stat().st_mtime < cutoff:
+                    leftover.unlink()
+
+
+def _digest(raw: bytes) -> str:
+    return hashlib.sha256(raw).hexdigest()
+
+
+def _with_minted_ids(hooks_file: HooksFile) -> HooksFile:
+    now = utc_now()
+    hooks = {
+        service: [
+            hook
+            if hook.id is not None
+            else hook.model_copy(update={"id": new_hook_id(), "created_at": now, "updated_at": now})
+            for hook in service_hooks
+        ]
+        for service, service_hooks in hooks_file.hooks.items()
+    }
+    return hooks_file.model_copy(update={"hooks": hooks})
+
+
+def _atomic_write(path: Path, raw: bytes) -> None:
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with contextlib.suppress(OSError):
+            os.fchmod(fd, path.stat().st_mode & 0o777)
+        with os.fdopen(fd, "wb") as tmp:
+            tmp.write(raw)
+            tmp.flush()
+            os.fsync(tmp.fileno())
+        os.replace(tmp_name, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp_name)
+        raise
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def _read_recorded(lock_fd: int | None) -> _Recorded | None:
+    if lock_fd is None:
+        return None
+    try:
+        data = json.loads(os.pread(lock_fd, 4096, 0) or b"null")
+        return _Recorded(int(data["file_version"]), str(data["content_sha256"]))
+    except (ValueError, TypeError, KeyError):
+        return None  # empty (new) or torn by a crash: trust the file as it is
+
+
+def _write_recorded(lock_fd: int, recorded: _Recorded) -> None:
+    data = json.dumps({"file_version": recorded.version, "content_sha256": recorded.digest}).encode()
+    os.ftruncate(lock_fd, 0)
+    os.pwrite(lock_fd, data, 0)

@@ -1,0 +1,108 @@
+"""The `proxy-hooks` command: `api` serves the control API alone, `check` validates offline."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+from pathlib import Path
+
+from addon.containers import ConfigError, Containers, check
+from control_api.server import (
+    DEFAULT_LISTEN,
+    TOKEN_ENV,
+    ListenError,
+    check_listen,
+    describe_addresses,
+    parse_listen,
+    resolve_token,
+    start_api,
+)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="proxy-hooks", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    api = commands.add_parser("api", help="serve the control API alone (no proxy)")
+    api.add_argument(
+        "--config",
+        required=True,
+        type=Path,
+        help="a container hooks file, or a folder of them (one container each)",
+    )
+    api.add_argument(
+        "--listen",
+        default=DEFAULT_LISTEN,
+        help=f"HOST:PORT to listen on (default {DEFAULT_LISTEN}; port 0 picks one)",
+    )
+    api.add_argument(
+        "--token", default=None, help=f"require 'Authorization: Bearer TOKEN' (default: ${TOKEN_ENV})"
+    )
+
+    chk = commands.add_parser("check", help="validate hooks files without changing them")
+    chk.add_argument("paths", nargs="+", type=Path, help="hooks files or folders of them")
+    return parser
+
+
+async def _serve(containers: Containers, host: str, port: int, token: str) -> None:
+    runner = await start_api(containers, host, port, token)
+    names = ", ".join(f"{name} v{store.read().version}" for name, store in containers)
+    for url in describe_addresses(runner):
+        print(f"proxy-hooks api listening on {url} (containers: {names})", flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        await runner.cleanup()
+
+
+def _run_api(args: argparse.Namespace) -> int:
+    try:
+        host, port = parse_listen(args.listen)
+        token = resolve_token(args.token)
+        check_listen(host, token)
+        containers = Containers.load(args.config)
+    except ListenError as exc:
+        print(f"proxy-hooks api: {exc}", file=sys.stderr)
+        return 2
+    except ConfigError as exc:
+        print("proxy-hooks api: cannot load the hooks configuration:", file=sys.stderr)
+        for line in exc.lines:
+            print(f"  {line}", file=sys.stderr)
+        return 2
+    try:
+        asyncio.run(_serve(containers, host, port, token))
+    except OSError as exc:
+        print(f"proxy-hooks api: cannot listen on {args.listen}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def _run_check(args: argparse.Namespace) -> int:
+    failed = False
+    for path in args.paths:
+        problems, good = check(path)
+        for line in good:
+            print(line)
+        for line in problems:
+            print(line)
+        failed = failed or bool(problems)
+    return 1 if failed else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if args.command == "api":
+        return _run_api(args)
+    return _run_check(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,220 @@
+"""The eight Proxy Hooks endpoints of seed 000, plus the bulk PUT, under
+`/api/v1/containers/{id}/proxy/hooks`.
+
+Every write checks, in this order: the container, service and hook exist (404), `If-Match` is
+present (428) and names the current version (412), the body is valid (422). The store then
+re-checks the version inside its lock, so a write that raced another still gets a 412.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any, TypeVar
+
+from aiohttp import web
+from pydantic import BaseModel
+
+from addon import edits
+from addon.model import Hook, HookCreate, HookList, HookMove, HookReplace, HookSpec
+from addon.store import Change, FileUnusable, HooksStore, ReadOnlyFile, Snapshot, VersionMismatch, utc_now
+from addon.validation import InvalidInput, Problem, hook_problems, parse_model
+from control_api.envelope import ApiError, not_found, ok
+from control_api.keys import CONTAINERS, ETAG, MAX_BODY_BYTES
+from control_api.preconditions import expected_version, precondition_failed
+
+M = TypeVar("M", bound=BaseModel)
+T = TypeVar("T")
+
+BASE = "/api/v1/containers/{id}/proxy/hooks"
+
+
+def hook_view(position: int, hook: Hook) -> dict[str, Any]:
+    """A hook as the API shows it: id and position first, then what is stored."""
+    data = hook.model_dump(mode="json", exclude_none=True)
+    return {"id": data.pop("id"), "position": position, **data}
+
+
+def _versioned(snapshot: Snapshot, **data: Any) -> dict[str, Any]:
+    return {**data, "file_version": snapshot.version, "etag": snapshot.etag}
+
+
+def invalid(problems: list[Problem]) -> ApiError:
+    return ApiError(422, "Invalid hook", "VALIDATION_ERROR", problems)
+
+
+async def _current(request: web.Request) -> tuple[HooksStore, Snapshot]:
+    store = request.app[CONTAINERS].get(request.match_info["id"])
+    if store is None:
+        raise not_found()
+    snapshot = await asyncio.to_thread(store.read)
+    request[ETAG] = snapshot.etag
+    return store, snapshot
+
+
+def _service_hooks(snapshot: Snapshot, service: str) -> list[Hook]:
+    try:
+        return edits.service_hooks(snapshot.hooks_file, service)
+    except edits.NotFound:
+        raise not_found() from None
+
+
+def _find(snapshot: Snapshot, service: str, hook_id: str) -> tuple[int, Hook]:
+    try:
+        return edits.find_hook(snapshot.hooks_file, service, hook_id)
+    except edits.NotFound:
+        raise not_found() from None
+
+
+async def _body(request: web.Request, model: type[M]) -> M:
+    try:
+        raw = await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        raise ApiError(
+            413, f"Request body too large (limit {MAX_BODY_BYTES // 1024} KiB)", "PAYLOAD_TOO_LARGE"
+        ) from None
+    try:
+        return parse_model(model, raw)
+    except InvalidInput as exc:
+        raise invalid(exc.problems) from None
+
+
+def _check_refs(snapshot: Snapshot, hook: HookSpec, prefix: str = "") -> list[Problem]:
+    problems = hook_problems(hook, snapshot.hooks_file, snapshot.scripts_root)
+    return [p.under(prefix) for p in problems] if prefix else problems
+
+
+async def _commit(
+    request: web.Request, store: HooksStore, expected: int, change: Change[T]
+) -> tuple[Snapshot, T]:
+    try:
+        snapshot, result = await asyncio.to_thread(store.write, expected, change)
+    except VersionMismatch as exc:
+        request[ETAG] = exc.current.etag
+        raise precondition_failed() from None
+    except edits.NotFound:
+        raise not_found() from None
+    except InvalidInput as exc:
+        raise invalid(exc.problems) from None
+    except FileUnusable as exc:
+        raise ApiError(
+            409,
+            "The hooks file on disk is invalid; fix or restore it, then retry",
+            "FILE_INVALID",
+            exc.problems,
+        ) from None
+    except ReadOnlyFile as exc:
+        raise ApiError(409, str(exc), "READ_ONLY") from None
+    request[ETAG] = snapshot.etag
+    return snapshot, result
+
+
+async def list_container_hooks(request: web.Request) -> web.Response:
+    _, snapshot = await _current(request)
+    hooks_file = snapshot.hooks_file
+    hooks = {
+        service: [hook_view(i, h) for i, h in enumerate(hooks_file.hooks.get(service, []))]
+        for service in hooks_file.services
+    }
+    return ok("Proxy hooks listed successfully", _versioned(snapshot, hooks=hooks))
+
+
+async def list_service_hooks(request: web.Request) -> web.Response:
+    _, snapshot = await _current(request)
+    service = request.match_info["service"]
+    hooks = [hook_view(i, h) for i, h in enumerate(_service_hooks(snapshot, service))]
+    return ok("Service hooks listed successfully", _versioned(snapshot, service=service, hooks=hooks))
+
+
+async def get_hook(request: web.Request) -> web.Response:
+    _, snapshot = await _current(request)
+    position, hook = _find(snapshot, request.match_info["service"], request.match_info["hookId"])
+    return ok("Hook retrieved successfully", _versioned(snapshot, hook=hook_view(position, hook)))
+
+
+async def create_hook(request: web.Request) -> web.Response:
+    store, snapshot = await _current(request)
+    service = request.match_info["service"]
+    _service_hooks(snapshot, service)
+    expected = expected_version(request, snapshot)
+    body = await _body(request, HookCreate)
+    if problems := _check_refs(snapshot, body):
+        raise invalid(problems)
+    now = utc_now()
+    snapshot, (position, hook) = await _commit(
+        request, store, expected, lambda f: edits.insert_hook(f, service, body, now)
+    )
+    return ok("Hook created successfully", _versioned(snapshot, hook=hook_view(position, hook)), 201)
+
+
+async def replace_hook(request: web.Request) -> web.Response:
+    store, snapshot = await _current(request)
+    service, hook_id = request.match_info["service"], request.match_info["hookId"]
+    _find(snapshot, service, hook_id)
+    expected = expected_version(request, snapshot)
+    body = await _body(request, HookReplace)
+    if problems := _check_refs(snapshot, body):
+        raise invalid(problems)
+    now = utc_now()
+    snapshot, (position, hook) = await _commit(
+        request, store, expected, lambda f: edits.replace_hook(f, service, hook_id, body, now)
+    )
+    return ok("Hook updated successfully", _versioned(snapshot, hook=hook_view(position, hook)))
+
+
+async def move_hook(request: web.Request) -> web.Response:
+    store, snapshot = await _current(request)
+    service, hook_id = request.match_info["service"], request.match_info["hookId"]
+    _find(snapshot, service, hook_id)
+    expected = expected_version(request, snapshot)
+    body = await _body(request, HookMove)
+    snapshot, (position, hook) = await _commit(
+        request, store, expected, lambda f: edits.move_hook(f, service, hook_id, body.position)
+    )
+    return ok("Hook moved successfully", _versioned(snapshot, hook=hook_view(position, hook)))
+
+
+async def clear_hooks(request: web.Request) -> web.Response:
+    store, snapshot = await _current(request)
+    service = request.match_info["service"]
+    _service_hooks(snapshot, service)
+    expected = expected_version(request, snapshot)
+    snapshot, removed = await _commit(request, store, expected, lambda f: edits.clear_hooks(f, service))
+    return ok("Service hooks cleared", _versioned(snapshot, removed=removed))
+
+
+async def delete_hook(request: web.Request) -> web.Response:
+    store, snapshot = await _current(request)
+    service, hook_id = request.match_info["service"], request.match_info["hookId"]
+    _find(snapshot, service, hook_id)
+    expected = expected_version(request, snapshot)
+    snapshot, _ = await _commit(request, store, expected, lambda f: edits.delete_hook(f, service, hook_id))
+    return ok("Hook removed successfully", _versioned(snapshot))
+
+
+async def replace_service_hooks(request: web.Request) -> web.Response:
+    store, snapshot = await _current(request)
+    service = request.match_info["service"]
+    _service_hooks(snapshot, service)
+    expected = expected_version(request, snapshot)
+    body = await _body(request, HookList)
+    problems = [p for i, item in enumerate(body.hooks) for p in _check_refs(snapshot, item, f"hooks[{i}]")]
+    if problems:
+        raise invalid(problems)
+    now = utc_now()
+    snapshot, hooks = await _commit(
+        request, store, expected, lambda f: edits.replace_all(f, service, body, now)
+    )
+    views = [hook_view(i, h) for i, h in enumerate(hooks)]
+    return ok("Service hooks replaced", _versioned(snapshot, service=service, hooks=views))
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_get(BASE, list_container_hooks)
+    app.router.add_get(BASE + "/{service}", list_service_hooks)
+    app.router.add_post(BASE + "/{service}", create_hook)
+    app.router.add_put(BASE + "/{service}", replace_service_hooks)
+    app.router.add_delete(BASE + "/{service}", clear_hooks)
+    app.router.add_get(BASE + "/{service}/{hookId}", get_hook)
+    app.router.add_patch(BASE + "/{service}/{hookId}", replace_hook)
+    app.router.add_delete(BASE + "/{service}/{hookId}", delete_hook)
+    app.router.add_patch(BASE + "/{service}/{hookId}/position", move_hook)

@@ -1,0 +1,14 @@
+"""Typed application state and per-request keys shared by the control API's modules."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from addon.containers import Containers
+
+CONTAINERS = web.AppKey("containers", Containers)
+TOKEN = web.AppKey("token", str)
+# The ETag of the container a request is about; the envelope middleware stamps it on every
+# response, errors included, so a client that got a 412 can retry with the ETag it was sent.
+ETAG = "proxy_hooks.etag"
+MAX_BODY_BYTES = 1024 * 1024

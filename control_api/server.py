@@ -1,0 +1,75 @@
+"""Running the control API: where it listens and who may call it.
+
+Loopback by default. Any other address needs a bearer token, because the API edits what code
+the proxy runs; the check happens before anything binds.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+
+from aiohttp import web
+
+from addon.containers import Containers
+from control_api.app import make_app
+
+TOKEN_ENV = "PROXY_HOOKS_API_TOKEN"
+DEFAULT_LISTEN = "127.0.0.1:8082"
+
+
+class ListenError(ValueError):
+    pass
+
+
+def parse_listen(value: str) -> tuple[str, int]:
+    """`HOST:PORT` or `[v6]:PORT`; port 0 picks a free port."""
+    host, sep, port = value.rpartition(":")
+    host = host.strip("[]")
+    if not sep or not host or not port.isdigit() or int(port) > 65535:
+        raise ListenError(f"listen address must be HOST:PORT (e.g. 127.0.0.1:8082), got {value!r}")
+    return host, int(port)
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def resolve_token(given: str | None) -> str:
+    return given if given is not None else os.environ.get(TOKEN_ENV, "")
+
+
+def check_listen(host: str, token: str) -> None:
+    if not is_loopback(host) and not token:
+        raise ListenError(
+            f"refusing to serve the control API on {host!r} without a token: anyone who reaches "
+            f"it could change what the proxy runs. Pass --token (or set {TOKEN_ENV}; for the addon, "
+            f"--set hooks_api_token=…); clients then send 'Authorization: Bearer <token>'. "
+            f"Or listen on 127.0.0.1."
+        )
+
+
+async def start_api(containers: Containers, host: str, port: int, token: str) -> web.AppRunner:
+    """Start the API on the running loop; `runner.addresses` has the real port."""
+    check_listen(host, token)
+    runner = web.AppRunner(make_app(containers, token), access_log=None, shutdown_timeout=1)
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, host, port).start()
+    except BaseException:
+        await runner.cleanup()
+        raise
+    return runner
+
+
+def describe_addresses(runner: web.AppRunner) -> list[str]:
+    urls = []
+    for address in runner.addresses:
+        host, port = address[0], address[1]
+        urls.append(f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}")
+    return urls
