@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from addon.store import FileUnusable, HooksStore
-from addon.validation import InvalidInput, load_hooks_file
+from addon.validation import InvalidInput, json_object, load_hooks_file
 
 
 class ConfigError(Exception):
@@ -74,7 +74,7 @@ def check(path: Path) -> tuple[list[str], list[str]]:
     seen: dict[str, Path] = {}
     for file in hooks_files(path):
         try:
-            hooks_file = load_hooks_file(file, file.read_bytes())
+            hooks_file = load_hooks_file(file, json_object(file.read_bytes()))
         except OSError as exc:
             problems.append(f"{file}: cannot read: {exc.strerror or exc}")
             continue

@@ -30,8 +30,9 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
+from pydantic_core import to_json
 from ulid import ULID
 
 from addon.model import HooksFile
@@ -39,6 +40,7 @@ from addon.validation import (
     InvalidInput,
     Problem,
     file_problems,
+    json_object,
     load_hooks_file,
     scripts_root_of,
 )
@@ -64,23 +66,28 @@ def etag_of(version: int) -> str:
     return f"file:v{version}"
 
 
-def content_hash(hooks_file: HooksFile) -> str:
-    """What the file says, minus its version: whitespace and key order do not count."""
-    data = hooks_file.model_dump(mode="json", exclude={"file_version"})
-    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
-
-
-def render(hooks_file: HooksFile) -> bytes:
-    """The file as written: only what its authors (or the server) set, in schema order."""
+def document(hooks_file: HooksFile) -> dict[str, Any]:
+    """The file's JSON document: only what its authors (or the server) set, in schema order,
+    each hook's id first so a person reading the file sees which hook is which."""
     data = hooks_file.model_dump(mode="json", exclude_unset=True, exclude_none=True)
     data["file_version"] = hooks_file.file_version
     ordered = {key: data[key] for key in HooksFile.model_fields if key in data}
-    # A hook's id first, so a person reading the file sees which hook is which.
     ordered["hooks"] = {
         service: [{"id": hook.pop("id"), **hook} if "id" in hook else hook for hook in hooks]
         for service, hooks in ordered.get("hooks", {}).items()
     }
-    return (json.dumps(ordered, indent=2, ensure_ascii=False) + "\n").encode()
+    return ordered
+
+
+def content_hash(doc: dict[str, Any]) -> str:
+    """What a document says, minus its version: whitespace and key order do not count."""
+    content = {key: value for key, value in doc.items() if key != "file_version"}
+    return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()
+
+
+def render(doc: dict[str, Any]) -> bytes:
+    # pydantic_core's encoder: the stdlib's is pure Python once `indent` is set, ~10x slower.
+    return to_json(doc, indent=2) + b"\n"
 
 
 @dataclass(frozen=True)
@@ -142,9 +149,11 @@ class HooksStore:
     def __init__(self, path: Path):
         self.path = path.absolute()
         self.lock_path = self.path.with_name(f".{self.path.name}.lock")
-        self._mutex = threading.Lock()
-        self._raw_digest: str | None = None
-        self._snapshot: Snapshot | None = None
+        self._mutex = threading.Lock()  # writers in this process, before the OS lock
+        self._parse_mutex = threading.Lock()
+        # (digest of the raw bytes, the snapshot parsed from them), swapped as one reference so
+        # a lock-free reader never pairs new bytes with an old snapshot.
+        self._cache: tuple[str | None, Snapshot] | None = None
         self.error: FileUnusable | None = None
 
     # --- reading ---
@@ -158,19 +167,37 @@ class HooksStore:
         return snapshot
 
     def read(self) -> Snapshot:
-        """The current version. If the file became invalid, the last good one (see `error`)."""
+        """The current version. If the file became invalid, the last good one (see `error`).
+
+        Unchanged bytes cost one read and a hash. Changed bytes that the lock file's record
+        vouches for (a write by one of our processes) are parsed without taking the lock; only
+        hand edits and missing ids go through the lock, to be written back as a new version.
+        """
         try:
             raw = self.path.read_bytes()
         except OSError as exc:
             return self._fail([Problem("", f"cannot read: {exc.strerror or exc}")])
-        if self._snapshot is not None and _digest(raw) == self._raw_digest:
-            return self._snapshot
-        with self._mutex, self._locked() as lock_fd:
-            return self._reconcile(lock_fd)
+        digest = _digest(raw)
+        cache = self._cache
+        if cache is not None and cache[0] == digest:
+            return cache[1]
+        with self._parse_mutex:  # threads that see the same new bytes parse them once
+            cache = self._cache
+            if cache is not None and cache[0] == digest:
+                return cache[1]
+            try:
+                doc = json_object(raw)
+                hooks_file = load_hooks_file(self.path, doc)
+            except InvalidInput as exc:
+                return self._fail(exc.problems)
+            if _peek_recorded(self.lock_path) == _Recorded(hooks_file.file_version, content_hash(doc)):
+                return self._accept(digest, hooks_file)
+            with self._mutex, self._locked() as lock_fd:
+                return self._reconcile(lock_fd)
 
     @property
     def last_good(self) -> Snapshot | None:
-        return self._snapshot
+        return None if self._cache is None else self._cache[1]
 
     # --- writing ---
 
@@ -181,8 +208,8 @@ class HooksStore:
         raises (then nothing is written).
         """
         with self._mutex, self._locked() as lock_fd:
-            if lock_fd is None or not os.access(self.path, os.W_OK):
-                raise ReadOnlyFile(f"{self.path} is read-only; hooks cannot be changed through the API")
+            if lock_fd is None or not _writable(self.path):
+                raise ReadOnlyFile(f"{self.path.name} is read-only; hooks cannot be changed through the API")
             current = self._reconcile(lock_fd)
             if self.error is not None:
                 raise self.error
@@ -201,49 +228,44 @@ class HooksStore:
         """Read the file under the lock; fold in hand edits and missing ids as a new version."""
         try:
             raw = self.path.read_bytes()
-            hooks_file = load_hooks_file(self.path, raw)
+            doc = json_object(raw)
+            hooks_file = load_hooks_file(self.path, doc)
         except OSError as exc:
             return self._fail([Problem("", f"cannot read: {exc.strerror or exc}")])
         except InvalidInput as exc:
             return self._fail(exc.problems)
         recorded = _read_recorded(lock_fd)
-        digest = content_hash(hooks_file)
+        digest = content_hash(doc)
         version = hooks_file.file_version
         hand_edited = recorded is not None and (
             version < recorded.version or (version == recorded.version and digest != recorded.digest)
         )
-        if hand_edited:
-            assert recorded is not None
-            version = recorded.version + 1
-            log.warning(
-                "%s was edited without raising file_version; it is now version %d",
-                self.path,
-                version,
-            )
         missing_ids = any(hook.id is None for hooks in hooks_file.hooks.values() for hook in hooks)
         if hand_edited or missing_ids:
+            # Either way this content is new to every client: it gets the next version.
+            version = max(version, recorded.version if recorded else 0) + 1
+            if hand_edited:
+                log.warning("%s was edited without raising file_version; now version %d", self.path, version)
             hooks_file = _with_minted_ids(hooks_file).model_copy(update={"file_version": version})
-            if lock_fd is not None and os.access(self.path, os.W_OK):
+            if lock_fd is not None and _writable(self.path):
                 return self._commit(lock_fd, hooks_file)
             log.warning(
-                "%s is read-only: minted hook ids and the new version %d live in memory only",
-                self.path,
-                version,
+                "%s is read-only: minted hook ids and version %d live in memory only", self.path, version
             )
         elif recorded != _Recorded(version, digest) and lock_fd is not None:
             _write_recorded(lock_fd, _Recorded(version, digest))
-        return self._accept(raw, hooks_file)
+        return self._accept(_digest(raw), hooks_file)
 
     def _commit(self, lock_fd: int, hooks_file: HooksFile) -> Snapshot:
-        raw = render(hooks_file)
+        doc = document(hooks_file)
+        raw = render(doc)
         _atomic_write(self.path, raw)
-        _write_recorded(lock_fd, _Recorded(hooks_file.file_version, content_hash(hooks_file)))
-        return self._accept(raw, hooks_file)
+        _write_recorded(lock_fd, _Recorded(hooks_file.file_version, content_hash(doc)))
+        return self._accept(_digest(raw), hooks_file)
 
-    def _accept(self, raw: bytes, hooks_file: HooksFile) -> Snapshot:
+    def _accept(self, raw_digest: str, hooks_file: HooksFile) -> Snapshot:
         snapshot = Snapshot(self.path, hooks_file)
-        self._raw_digest = _digest(raw)
-        self._snapshot = snapshot
+        self._cache = (raw_digest, snapshot)
         if self.error is not None:
             log.info("%s is valid again (version %d)", self.path, snapshot.version)
         self.error = None
@@ -254,10 +276,11 @@ class HooksStore:
         if self.error is None or self.error.problems != problems:
             log.warning("%s: keeping the last good version: %s", self.path, error)
         self.error = error
-        self._raw_digest = None
-        if self._snapshot is None:
+        if self._cache is None:
             raise error
-        return self._snapshot
+        # Forget the bytes, keep the snapshot: the next read looks at the file again.
+        self._cache = (None, self._cache[1])
+        return self._cache[1]
 
     @contextlib.contextmanager
     def _locked(self) -> Iterator[int | None]:
@@ -282,6 +305,15 @@ class HooksStore:
             with contextlib.suppress(OSError):
                 if leftover.stat().st_mtime < cutoff:
                     leftover.unlink()
+
+
+def _writable(path: Path) -> bool:
+    """Honour `chmod a-w` even for root, for whom os.access always says yes."""
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return False
+    return bool(mode & 0o222) and os.access(path, os.W_OK)
 
 
 def _digest(raw: bytes) -> str:
@@ -330,7 +362,19 @@ def _read_recorded(lock_fd: int | None) -> _Recorded | None:
         data = json.loads(os.pread(lock_fd, 4096, 0) or b"null")
         return _Recorded(int(data["file_version"]), str(data["content_sha256"]))
     except (ValueError, TypeError, KeyError):
-        return None  # empty (new) or torn by a crash: trust the file as it is
+        return None  # empty (new), torn by a crash, or caught mid-write: no record
+
+
+def _peek_recorded(lock_path: Path) -> _Recorded | None:
+    """The record, read without the lock: only ever trusted when it matches the file exactly."""
+    try:
+        fd = os.open(lock_path, os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        return _read_recorded(fd)
+    finally:
+        os.close(fd)
 
 
 def _write_recorded(lock_fd: int, recorded: _Recorded) -> None:

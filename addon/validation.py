@@ -102,22 +102,39 @@ def problems_from(exc: ValidationError, model: type[BaseModel]) -> list[Problem]
     return [Problem(field_path(e["loc"]), _reason(e, model)) for e in exc.errors()]
 
 
-def parse_model(model: type[M], raw: bytes | str) -> M:
-    """Parse JSON into `model`, raising InvalidInput with every problem (JSON syntax included)."""
+def json_object(raw: bytes | str) -> dict[str, Any]:
     try:
         data = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
         raise InvalidInput([Problem("body", f"malformed JSON: {exc}")]) from None
     if not isinstance(data, dict):
         raise InvalidInput([Problem("body", f"must be a JSON object, got {type(data).__name__}")])
+    return data
+
+
+def validate(model: type[M], data: dict[str, Any]) -> M:
     try:
         return model.model_validate(data)
     except ValidationError as exc:
         raise InvalidInput(problems_from(exc, model)) from None
 
 
-def hook_problems(hook: HookSpec, hooks_file: HooksFile, scripts_root: Path | None) -> list[Problem]:
-    """What a hook refers to that the container must have: its groups and its script's folder."""
+def parse_model(model: type[M], raw: bytes | str) -> M:
+    """Parse JSON into `model`, raising InvalidInput with every problem (JSON syntax included)."""
+    return validate(model, json_object(raw))
+
+
+def hook_problems(
+    hook: HookSpec,
+    hooks_file: HooksFile,
+    scripts_root: Path | None,
+    inside: dict[str, bool] | None = None,
+) -> list[Problem]:
+    """What a hook refers to that the container must have: its groups and its script's folder.
+
+    `inside` memoises the symlink check per script path within one whole-file check (hooks
+    often share scripts, and resolving a path costs a stat per component).
+    """
     problems: list[Problem] = []
     if hook.applies_to:
         for index, group in enumerate(hook.applies_to.groups):
@@ -130,13 +147,16 @@ def hook_problems(hook: HookSpec, hooks_file: HooksFile, scripts_root: Path | No
                         f"(defined: {defined}); add it under 'groups' first",
                     )
                 )
-    if scripts_root is not None and not script_inside(scripts_root, hook.script.path):
-        problems.append(
-            Problem(
-                "script.path",
-                f"resolves outside the scripts folder (a symlink?): {hook.script.path!r}",
+    if scripts_root is not None:
+        if inside is None:
+            inside = {}
+        path = hook.script.path
+        if path not in inside:
+            inside[path] = script_inside(scripts_root, path)
+        if not inside[path]:
+            problems.append(
+                Problem("script.path", f"resolves outside the scripts folder (a symlink?): {path!r}")
             )
-        )
     return problems
 
 
@@ -162,6 +182,7 @@ def file_problems(hooks_file: HooksFile, scripts_root: Path | None) -> list[Prob
                 )
             )
     seen_ids: dict[str, str] = {}
+    inside: dict[str, bool] = {}
     for service, hooks in hooks_file.hooks.items():
         if service not in hooks_file.services:
             defined = ", ".join(sorted(hooks_file.services)) or "none"
@@ -173,7 +194,7 @@ def file_problems(hooks_file: HooksFile, scripts_root: Path | None) -> list[Prob
             )
         for index, hook in enumerate(hooks):
             where = f"hooks.{service}[{index}]"
-            problems.extend(p.under(where) for p in hook_problems(hook, hooks_file, scripts_root))
+            problems.extend(p.under(where) for p in hook_problems(hook, hooks_file, scripts_root, inside))
             if hook.id is not None:
                 if hook.id in seen_ids:
                     problems.append(Problem(f"{where}.id", f"duplicate of {seen_ids[hook.id]}.id"))
@@ -185,9 +206,9 @@ def scripts_root_of(hooks_path: Path, hooks_file: HooksFile) -> Path:
     return (hooks_path.parent / hooks_file.scripts_dir).absolute()
 
 
-def load_hooks_file(path: Path, raw: bytes) -> HooksFile:
-    """Parse and fully check one hooks file; InvalidInput lists every problem found."""
-    hooks_file = parse_model(HooksFile, raw)
+def load_hooks_file(path: Path, document: dict[str, Any]) -> HooksFile:
+    """Fully check one hooks file's JSON document; InvalidInput lists every problem found."""
+    hooks_file = validate(HooksFile, document)
     problems = file_problems(hooks_file, scripts_root_of(path, hooks_file))
     if problems:
         raise InvalidInput(problems)

@@ -49,7 +49,7 @@ def _parser() -> argparse.ArgumentParser:
 
 async def _serve(containers: Containers, host: str, port: int, token: str) -> None:
     runner = await start_api(containers, host, port, token)
-    names = ", ".join(f"{name} v{store.read().version}" for name, store in containers)
+    names = ", ".join(f"{name} v{store.last_good.version}" for name, store in containers if store.last_good)
     for url in describe_addresses(runner):
         print(f"proxy-hooks api listening on {url} (containers: {names})", flush=True)
     stop = asyncio.Event()

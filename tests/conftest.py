@@ -87,7 +87,9 @@ class ApiProcess:
         self.stderr_lines: list[str] = []
         lines: queue.Queue[str] = queue.Queue()
         threading.Thread(target=self._pump, args=(self.proc.stdout, lines.put), daemon=True).start()
-        threading.Thread(target=self._pump, args=(self.proc.stderr, self.stderr_lines.append), daemon=True).start()
+        threading.Thread(
+            target=self._pump, args=(self.proc.stderr, self.stderr_lines.append), daemon=True
+        ).start()
         deadline = time.monotonic() + STARTUP_DEADLINE_S
         while True:
             remaining = deadline - time.monotonic()
@@ -96,7 +98,9 @@ class ApiProcess:
             except queue.Empty:
                 if self.proc.poll() is not None or remaining <= 0:
                     self.stop()
-                    raise RuntimeError(f"proxy-hooks api did not start: {''.join(self.stderr_lines)}") from None
+                    raise RuntimeError(
+                        f"proxy-hooks api did not start: {''.join(self.stderr_lines)}"
+                    ) from None
                 continue
             found = re.search(r"listening on (http://\S+)", line)
             if found:

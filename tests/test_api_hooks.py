@@ -274,7 +274,9 @@ def test_bulk_replace_keeps_given_ids_and_mints_the_rest(client: httpx.Client) -
     assert client.get(f"{BASE}/auth").json()["data"]["hooks"] == hooks
 
 
-def test_bulk_replace_rejects_duplicates_and_bad_items_whole(client: httpx.Client, container_file: Path) -> None:
+def test_bulk_replace_rejects_duplicates_and_bad_items_whole(
+    client: httpx.Client, container_file: Path
+) -> None:
     item = {"id": SEED_ID, "match": {"method": "GET", "path": "/a"}, "script": {"path": "/a.py"}}
     bad_group = {**item, "id": None, "applies_to": {"groups": ["nobody"]}}
     del bad_group["id"]
@@ -361,7 +363,9 @@ def test_writes_require_if_match(client: httpx.Client, method: str, url: str, bo
 
 
 @pytest.mark.parametrize(("method", "url", "body"), WRITES)
-def test_stale_if_match_is_412(client: httpx.Client, container_file: Path, method: str, url: str, body: Any) -> None:
+def test_stale_if_match_is_412(
+    client: httpx.Client, container_file: Path, method: str, url: str, body: Any
+) -> None:
     for stale in ("file:v0", '"file:v2"', "garbage", "*"):
         response = client.request(method, url, json=body, headers={"If-Match": stale})
         assert response.status_code == 412, stale
@@ -392,13 +396,48 @@ def test_order_of_checks_is_404_428_412_422(client: httpx.Client) -> None:
 
 BAD_BODIES: list[tuple[str, dict[str, Any], str, str]] = [
     ("unknown field", {**SEED_BODY, "colour": "red"}, "colour", "unknown field (allowed: match, script,"),
-    ("unknown nested field", {**SEED_BODY, "match": {**SEED_BODY["match"], "query": "x"}}, "match.query", "unknown field"),
-    ("method outside the list", {**SEED_BODY, "match": {"method": "TRACE", "path": "/a"}}, "match.method", "must be '*' or one of GET"),
-    ("method list with a bad one", {**SEED_BODY, "match": {"method": ["GET", 7], "path": "/a"}}, "match.method", "got 7"),
-    ("empty method list", {**SEED_BODY, "match": {"method": [], "path": "/a"}}, "match.method", "at least one"),
-    ("path without slash", {**SEED_BODY, "match": {"method": "GET", "path": "v1"}}, "match.path", "must start with '/'"),
-    ("path too long", {**SEED_BODY, "match": {"method": "GET", "path": "/" + "a" * 257}}, "match.path", "at most 257 characters, got 258"),
-    ("header value not a string", {**SEED_BODY, "match": {"method": "GET", "path": "/a", "headers": {"x": 1}}}, "match.headers.x", "string"),
+    (
+        "unknown nested field",
+        {**SEED_BODY, "match": {**SEED_BODY["match"], "query": "x"}},
+        "match.query",
+        "unknown field",
+    ),
+    (
+        "method outside the list",
+        {**SEED_BODY, "match": {"method": "TRACE", "path": "/a"}},
+        "match.method",
+        "must be '*' or one of GET",
+    ),
+    (
+        "method list with a bad one",
+        {**SEED_BODY, "match": {"method": ["GET", 7], "path": "/a"}},
+        "match.method",
+        "got 7",
+    ),
+    (
+        "empty method list",
+        {**SEED_BODY, "match": {"method": [], "path": "/a"}},
+        "match.method",
+        "at least one",
+    ),
+    (
+        "path without slash",
+        {**SEED_BODY, "match": {"method": "GET", "path": "v1"}},
+        "match.path",
+        "must start with '/'",
+    ),
+    (
+        "path too long",
+        {**SEED_BODY, "match": {"method": "GET", "path": "/" + "a" * 257}},
+        "match.path",
+        "at most 257 characters, got 258",
+    ),
+    (
+        "header value not a string",
+        {**SEED_BODY, "match": {"method": "GET", "path": "/a", "headers": {"x": 1}}},
+        "match.headers.x",
+        "string",
+    ),
     ("missing match", {"script": {"path": "/a.py"}}, "match", "required field is missing"),
     ("missing script path", {**SEED_BODY, "script": {}}, "script.path", "required field is missing"),
     ("timeout zero", {**SEED_BODY, "timeout": 0}, "timeout", "must be 1-30000 ms, got 0"),
@@ -407,10 +446,25 @@ BAD_BODIES: list[tuple[str, dict[str, Any], str, str]] = [
     ("timeout a float", {**SEED_BODY, "timeout": 5000.5}, "timeout", "must be an integer, got 5000.5"),
     ("timeout a bool", {**SEED_BODY, "timeout": True}, "timeout", "must be an integer, got true"),
     ("groups empty", {**SEED_BODY, "applies_to": {"groups": []}}, "applies_to.groups", "at least 1"),
-    ("group undefined", {**SEED_BODY, "applies_to": {"groups": ["admins", "ghosts"]}}, "applies_to.groups[1]", "group 'ghosts' is not defined in container 'demo' (defined: admins, sre)"),
-    ("script escapes", {**SEED_BODY, "script": {"path": "/hooks/../../etc/passwd"}}, "script.path", "must stay inside the scripts folder"),
+    (
+        "group undefined",
+        {**SEED_BODY, "applies_to": {"groups": ["admins", "ghosts"]}},
+        "applies_to.groups[1]",
+        "group 'ghosts' is not defined in container 'demo' (defined: admins, sre)",
+    ),
+    (
+        "script escapes",
+        {**SEED_BODY, "script": {"path": "/hooks/../../etc/passwd"}},
+        "script.path",
+        "must stay inside the scripts folder",
+    ),
     ("position negative", {**SEED_BODY, "position": -1}, "position", "greater than or equal to 0"),
-    ("position past the end", {**SEED_BODY, "position": 2}, "position", "must be 0-1 to insert into a list of 1 hooks, got 2"),
+    (
+        "position past the end",
+        {**SEED_BODY, "position": 2},
+        "position",
+        "must be 0-1 to insert into a list of 1 hooks, got 2",
+    ),
     ("failure_mode unknown", {**SEED_BODY, "failure_mode": "maybe"}, "failure_mode", "'closed' or 'open'"),
     ("id in a create", {**SEED_BODY, "id": SEED_ID}, "id", "unknown field"),
 ]
@@ -437,7 +491,9 @@ def test_malformed_and_non_object_json_are_422(client: httpx.Client) -> None:
     assert details(response) == {"body": "must be a JSON object, got list"}
 
 
-def test_script_symlink_out_of_the_scripts_folder_is_422(client: httpx.Client, container_file: Path, tmp_path: Path) -> None:
+def test_script_symlink_out_of_the_scripts_folder_is_422(
+    client: httpx.Client, container_file: Path, tmp_path: Path
+) -> None:
     outside = tmp_path / "outside"
     outside.mkdir()
     os.symlink(outside, container_file.parent / "scripts" / "hooks" / "escape")
