@@ -6,8 +6,10 @@ the proxy runs; the check happens before anything binds.
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import os
+import socket
 
 from aiohttp import web
 
@@ -73,3 +75,27 @@ def describe_addresses(runner: web.AppRunner) -> list[str]:
         host, port = address[0], address[1]
         urls.append(f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}")
     return urls
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """Bind the listening socket now, synchronously, so that "address in use" is an error at
+    start-up (mitmproxy exits on errors logged while it starts) rather than later in a task."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    return socket.create_server((host, port), family=family)
+
+
+async def serve_socket(
+    containers: Containers, sock: socket.socket, token: str
+) -> tuple[web.AppRunner, asyncio.Server]:
+    """Serve the API on an already bound socket. Closing the returned server stops listening
+    at once (synchronously); `runner.cleanup()` then finishes open requests."""
+    runner = web.AppRunner(make_app(containers, token), access_log=None, shutdown_timeout=1)
+    await runner.setup()
+    assert runner.server is not None
+    server = await asyncio.get_running_loop().create_server(runner.server, sock=sock)
+    return runner, server
+
+
+def url_of(sock: socket.socket) -> str:
+    host, port = sock.getsockname()[:2]
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"

@@ -1,0 +1,328 @@
+"""The mitmproxy addon: finds each live flow's service, runs the first matching hook, applies
+its answer. Also hosts the control API and the hooks-file watcher on mitmproxy's loop.
+
+State that flows read is immutable: one `CompiledContainer` per file version, rebuilt when the
+store's snapshot changes (an API write is live for the very next flow; a hand edit as soon as
+the watcher has re-read the file).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+import urllib.parse
+from collections.abc import Coroutine
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional
+
+from aiohttp import web
+from mitmproxy import ctx, exceptions, http
+
+from addon.containers import ConfigError, Containers
+from addon.engine import HookRun, Verdict, run_hook
+from addon.flows import (
+    HOOK_HEADER,
+    METADATA_KEY,
+    apply_verdict,
+    destination_names,
+    hook_event,
+    json_response,
+    request_facts,
+)
+from addon.matching import ClientView, CompiledContainer, CompiledHook, CompiledService
+from addon.recorder import LogRecorder, Recorder
+from addon.scripts import Runtimes, minimal_env
+from addon.watcher import watch_hooks_files
+from control_api.server import (
+    ListenError,
+    bind,
+    check_listen,
+    parse_listen,
+    resolve_token,
+    serve_socket,
+    url_of,
+)
+
+log = logging.getLogger("proxy_hooks")
+
+DEFAULT_API = "127.0.0.1:8082"
+
+
+@dataclass
+class _Match:
+    container: CompiledContainer
+    service: CompiledService
+    hook: CompiledHook | None
+    client: ClientView
+
+
+@dataclass
+class _Pending:
+    """A request-phase run waiting for the response: to record what the client got, and to run
+    the hook again when the script asked for `intercept_response`."""
+
+    run: HookRun
+    match: _Match
+    intercept: bool
+
+
+class ProxyHooks:
+    def __init__(self) -> None:
+        self.containers: Containers | None = None
+        self.config_error: str | None = None
+        self.recorder: Recorder = LogRecorder()
+        self.runtimes = Runtimes.detect()
+        self.script_env = minimal_env()
+        self._compiled: dict[str, CompiledContainer] = {}
+        self._pending: dict[str, _Pending] = {}
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._running = False
+        self._watch_stop: asyncio.Event | None = None
+        self._api_server: asyncio.Server | None = None
+        self._api_runner: web.AppRunner | None = None
+        self.api_url: str | None = None
+
+    # --- mitmproxy lifecycle ---
+
+    def load(self, loader: Any) -> None:
+        loader.add_option(
+            "hooks_config",
+            Optional[str],  # noqa: UP045 - mitmproxy's option parser needs typing.Optional
+            None,
+            "A container hooks file, or a folder of them (one container each). Flows for the "
+            "services they define run those services' hooks.",
+        )
+        loader.add_option(
+            "hooks_api",
+            str,
+            DEFAULT_API,
+            "HOST:PORT of the proxy-hooks control API, served in this process. Empty: no API. "
+            "A non-loopback address needs hooks_api_token.",
+        )
+        loader.add_option(
+            "hooks_api_token",
+            Optional[str],  # noqa: UP045
+            None,
+            "Bearer token the control API requires (default: $PROXY_HOOKS_API_TOKEN).",
+        )
+
+    def configure(self, updated: set[str]) -> None:
+        if "hooks_api" in updated or "hooks_api_token" in updated:
+            self._check_api_options()
+        if "hooks_config" in updated:
+            self._load_config(ctx.options.hooks_config)
+        if self._running and updated & {"hooks_config", "hooks_api", "hooks_api_token"}:
+            self._stop_background()
+            self._start_background()
+
+    def running(self) -> None:
+        # Sync on purpose: an async running() breaks mitmproxy's hot reload of the -s file.
+        self._running = True
+        self._start_background()
+
+    def done(self) -> None:
+        self._running = False
+        self._stop_background()
+        for task in list(self._tasks):
+            task.cancel()
+
+    # --- flows ---
+
+    async def request(self, flow: http.HTTPFlow) -> None:
+        if flow.response or flow.error or not flow.live:
+            return
+        if self.config_error is not None:
+            # Fail closed: a proxy that should enforce hooks but could not load them passes nothing.
+            flow.response = json_response(
+                503, {"error": "proxy-hooks configuration failed to load", "reason": self.config_error}
+            )
+            return
+        match = self._match(flow)
+        if match is None:
+            return
+        if match.service.upstream:
+            _route(flow, match.service.upstream)
+        if match.hook is None:
+            return
+        run = self._new_run(flow, match, "request")
+        event = hook_event(flow, run, match.hook, match.container.name, match.service.name)
+        if match.hook.hook.mode == "async":
+            flow.metadata[METADATA_KEY] = run.as_dict()
+            self._spawn(self._observe(run, match, event))
+            return
+        verdict = await self._run(match, event)
+        run.settle(verdict)
+        intercept = apply_verdict(flow, run, verdict, match.hook.hook.failure_mode)
+        flow.metadata[METADATA_KEY] = run.as_dict()
+        if flow.response is not None:
+            self._finish(flow, run)
+        else:
+            self._pending[flow.id] = _Pending(run, match, intercept)
+
+    async def response(self, flow: http.HTTPFlow) -> None:
+        pending = self._pending.pop(flow.id, None)
+        if pending is None or flow.response is None:
+            return
+        self._finish(flow, pending.run)
+        if pending.intercept and pending.match.hook is not None:
+            run = self._new_run(flow, pending.match, "response")
+            event = hook_event(flow, run, pending.match.hook, pending.match.container.name, run.service)
+            verdict = await self._run(pending.match, event)
+            run.settle(verdict)
+            apply_verdict(flow, run, verdict, pending.match.hook.hook.failure_mode)
+            flow.metadata[METADATA_KEY] = run.as_dict()
+            self._finish(flow, run)
+
+    def error(self, flow: http.HTTPFlow) -> None:
+        pending = self._pending.pop(flow.id, None)
+        if pending is not None:
+            pending.run.error = pending.run.error or (flow.error.msg if flow.error else None)
+            self.recorder.record(pending.run)
+
+    # --- internals ---
+
+    def _finish(self, flow: http.HTTPFlow, run: HookRun) -> None:
+        assert flow.response is not None
+        flow.response.headers[HOOK_HEADER] = run.hook_id
+        run.status = flow.response.status_code
+        self.recorder.record(run)
+
+    def _compiled_containers(self) -> list[CompiledContainer]:
+        if self.containers is None:
+            return []
+        current = []
+        for name, store in self.containers:
+            snapshot = store.last_good
+            if snapshot is None:
+                continue
+            compiled = self._compiled.get(name)
+            if compiled is None or compiled.snapshot is not snapshot:
+                compiled = self._compiled[name] = CompiledContainer.compile(snapshot)
+            current.append(compiled)
+        return current
+
+    def _match(self, flow: http.HTTPFlow) -> _Match | None:
+        names = destination_names(flow)
+        for container in self._compiled_containers():
+            service = container.service_for(names)
+            if service is not None:
+                client = ClientView(request_facts(flow), container.groups)
+                return _Match(container, service, container.first_match(service, client), client)
+        return None
+
+    def _new_run(self, flow: http.HTTPFlow, match: _Match, phase: str) -> HookRun:
+        assert match.hook is not None
+        facts = match.client.request
+        return HookRun(
+            container=match.container.name,
+            service=match.service.name,
+            hook_id=match.hook.id,
+            position=match.hook.position,
+            phase="response" if phase == "response" else "request",
+            mode=match.hook.hook.mode,
+            script=match.hook.hook.script.path,
+            runtime=self.runtimes.name(Path(match.hook.hook.script.path)),
+            method=facts.method,
+            host=flow.request.pretty_host,
+            path=facts.path,
+            client=facts.client_address,
+            groups=sorted(match.client.groups),
+        )
+
+    async def _run(self, match: _Match, event: dict[str, Any]) -> Verdict:
+        assert match.hook is not None
+        return await run_hook(
+            match.hook, event, match.container.snapshot.scripts_root, self.runtimes, self.script_env
+        )
+
+    async def _observe(self, run: HookRun, match: _Match, event: dict[str, Any]) -> None:
+        """An async hook: runs beside the flow, never delays it, and its answer is not applied."""
+        verdict = await self._run(match, event)
+        run.settle(verdict)
+        if not verdict.failed:
+            run.outcome = "observed"
+        self.recorder.record(run)
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)  # keep a reference until it is done, or it may be collected
+        task.add_done_callback(self._tasks.discard)
+
+    def _load_config(self, path: str | None) -> None:
+        self._compiled.clear()
+        self.config_error = None
+        if not path:
+            self.containers = None
+            log.warning("proxy-hooks: no hooks_config set; flows pass untouched (--set hooks_config=PATH)")
+            return
+        try:
+            self.containers = Containers.load(Path(path))
+        except ConfigError as exc:
+            self.containers = None
+            self.config_error = "; ".join(exc.lines)
+            message = "proxy-hooks: cannot load hooks_config:\n  " + "\n  ".join(exc.lines)
+            if not self._running:
+                log.error(message)  # at start-up this makes mitmdump exit, with the reason
+                return
+            raise exceptions.OptionsError(message) from None
+        names = ", ".join(f"{n} v{s.last_good.version}" for n, s in self.containers if s.last_good)
+        log.info("proxy-hooks: enforcing hooks of %s", names)
+
+    def _check_api_options(self) -> None:
+        listen = ctx.options.hooks_api
+        if not listen:
+            return
+        try:
+            host, _ = parse_listen(listen)
+            check_listen(host, resolve_token(ctx.options.hooks_api_token))
+        except ListenError as exc:
+            raise exceptions.OptionsError(f"hooks_api: {exc}") from None
+
+    def _start_background(self) -> None:
+        if self.containers is None:
+            return
+        self._watch_stop = asyncio.Event()
+        self._spawn(watch_hooks_files(self.containers, self._watch_stop))
+        listen = ctx.options.hooks_api
+        if listen:
+            host, port = parse_listen(listen)
+            try:
+                sock = bind(host, port)
+            except OSError as exc:
+                log.error("proxy-hooks: cannot serve the control API on %s: %s", listen, exc.strerror or exc)
+                return
+            self._spawn(self._serve_api(sock))
+
+    async def _serve_api(self, sock: socket.socket) -> None:
+        assert self.containers is not None
+        token = resolve_token(ctx.options.hooks_api_token)
+        self._api_runner, self._api_server = await serve_socket(self.containers, sock, token)
+        self.api_url = url_of(sock)
+        log.info("proxy-hooks control API listening on %s", self.api_url)
+
+    def _stop_background(self) -> None:
+        if self._watch_stop is not None:
+            self._watch_stop.set()
+            self._watch_stop = None
+        if self._api_server is not None:
+            self._api_server.close()  # stops listening now, so a reloaded addon can bind again
+            self._api_server = None
+        if self._api_runner is not None:
+            runner, self._api_runner = self._api_runner, None
+            with contextlib.suppress(RuntimeError):
+                asyncio.get_running_loop().create_task(runner.cleanup())
+        self.api_url = None
+
+
+def _route(flow: http.HTTPFlow, upstream: str) -> None:
+    """Send the flow to the service's upstream, keeping the Host the client asked for."""
+    target = urllib.parse.urlsplit(upstream)
+    host_header = flow.request.host_header
+    flow.request.scheme = target.scheme
+    flow.request.host = target.hostname or flow.request.host
+    flow.request.port = target.port or (443 if target.scheme == "https" else 80)
+    if host_header is not None:
+        flow.request.host_header = host_header

@@ -1,0 +1,128 @@
+"""One hook run, from script to verdict: what the proxy should do, and the record of it.
+
+No mitmproxy here: the addon hands in the event (protocol v1) and applies the `Verdict`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from addon.matching import CompiledHook
+from addon.protocol import BadAnswer, Outcome, Phase, ScriptAnswer, parse_answer
+from addon.scripts import RunResult, Runtimes, run_script
+from addon.validation import resolve_script, script_inside
+
+BLOCK_EXIT_CODE = 2
+MAX_REASON = 500
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What a run decided. `answer` is set for continued/modified/responded/blocked."""
+
+    outcome: Outcome
+    answer: ScriptAnswer | None = None
+    reason: str | None = None  # why it blocked, or why it failed
+    result: RunResult | None = None
+
+    @property
+    def failed(self) -> bool:
+        return self.outcome in ("failed", "timeout")
+
+
+@dataclass
+class HookRun:
+    """The record of one run, for flow.metadata and the event recorder."""
+
+    container: str
+    service: str
+    hook_id: str
+    position: int
+    phase: Phase
+    mode: str
+    script: str
+    runtime: str
+    method: str
+    host: str
+    path: str
+    client: str
+    groups: list[str]
+    outcome: Outcome = "continued"
+    reason: str | None = None
+    status: int | None = None  # what the client got, when the proxy decided it
+    exit_code: int | None = None
+    duration_ms: float | None = None
+    error: str | None = None
+    ts: str = field(default_factory=lambda: dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds"))
+
+    @property
+    def blocked(self) -> bool:
+        return self.outcome == "blocked"
+
+    def settle(self, verdict: Verdict) -> None:
+        self.outcome = verdict.outcome
+        self.reason = verdict.reason if verdict.outcome == "blocked" else None
+        self.error = verdict.reason if verdict.failed else None
+        if verdict.result is not None:
+            self.exit_code = verdict.result.exit_code
+            self.duration_ms = verdict.result.duration_ms
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**self.__dict__, "blocked": self.blocked}
+
+
+def _excerpt(text: str) -> str:
+    return text if len(text) <= MAX_REASON else text[:MAX_REASON] + "…"
+
+
+def judge(result: RunResult, phase: Phase, timeout_ms: int) -> Verdict:
+    """Protocol v1: exit 2 blocks, other non-zero exits, bad output and timeouts fail."""
+    if result.timed_out:
+        return Verdict("timeout", reason=f"script timed out after {timeout_ms} ms", result=result)
+    if result.error:
+        return Verdict("failed", reason=result.error, result=result)
+    if result.exit_code == BLOCK_EXIT_CODE:
+        reason = _excerpt(result.stderr_text) or "blocked by hook script (exit code 2)"
+        return Verdict("blocked", ScriptAnswer(block=True, reason=reason), reason, result)
+    if result.exit_code != 0:
+        detail = f": {_excerpt(result.stderr_text)}" if result.stderr_text else ""
+        return Verdict("failed", reason=f"script exited with code {result.exit_code}{detail}", result=result)
+    try:
+        answer = parse_answer(result.stdout)
+    except BadAnswer as exc:
+        return Verdict("failed", reason=f"bad script output: {exc}", result=result)
+    if answer.block:
+        return Verdict("blocked", answer, answer.reason or "blocked by hook script", result)
+    if phase == "request" and answer.response is not None:
+        return Verdict("responded", answer, result=result)
+    if answer.response is not None or (phase == "request" and answer.request is not None):
+        return Verdict("modified", answer, result=result)
+    return Verdict("continued", answer, result=result)
+
+
+async def run_hook(
+    hook: CompiledHook,
+    event: Mapping[str, Any],
+    scripts_root: Path,
+    runtimes: Runtimes,
+    env: Mapping[str, str],
+) -> Verdict:
+    script_path = hook.hook.script.path
+    script = resolve_script(scripts_root, script_path)
+    # Checked again at run time: a symlink may have changed since the file was validated.
+    if not script_inside(scripts_root, script_path):
+        return Verdict("failed", reason=f"script {script_path} resolves outside the scripts folder")
+    if not script.is_file():
+        return Verdict("failed", reason=f"script not found: {script_path} (looked in {scripts_root.name}/)")
+    try:
+        command = runtimes.command(script)
+    except FileNotFoundError as exc:
+        return Verdict("failed", reason=str(exc))
+    stdin = json.dumps(event).encode()
+    result = await run_script(command, stdin, hook.hook.timeout / 1000, scripts_root, env)
+    return judge(result, event["phase"], hook.hook.timeout)

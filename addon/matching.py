@@ -1,0 +1,197 @@
+"""Which service a flow is for, and which of its hooks runs: compiled once per file version.
+
+A `CompiledContainer` is built from one immutable `Snapshot` and never changes; a new file
+version builds a new one and the addon swaps one reference. The per-flow path only reads it.
+Nothing here knows about mitmproxy: a request is described by `RequestFacts`.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import ipaddress
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import cached_property
+
+from addon.model import ANY_METHOD, Group, Hook
+from addon.store import Snapshot
+
+
+@dataclass(frozen=True)
+class RequestFacts:
+    """What matching needs to know about one request."""
+
+    method: str
+    path: str  # without the query
+    headers: Mapping[str, str]  # lower-case names; the first value of each
+    client_address: str
+    user: str | None = None
+
+
+def glob_to_regex(pattern: str) -> re.Pattern[str]:
+    """`*` stays inside one path segment, `**` spans segments; everything else is literal."""
+    parts = []
+    for index, piece in enumerate(pattern.split("**")):
+        if index:
+            parts.append(".*")
+        parts.append("[^/]*".join(re.escape(chunk) for chunk in piece.split("*")))
+    return re.compile("".join(parts) + r"\Z", re.DOTALL)
+
+
+@dataclass(frozen=True)
+class CompiledGroup:
+    name: str
+    networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]
+    users: frozenset[str]
+    headers: tuple[tuple[str, str], ...]
+
+    @classmethod
+    def compile(cls, name: str, group: Group) -> CompiledGroup:
+        return cls(
+            name,
+            tuple(ipaddress.ip_network(cidr, strict=False) for cidr in group.clients),
+            frozenset(group.users),
+            tuple((k.lower(), v) for k, v in group.headers.items()),
+        )
+
+    def holds(self, request: RequestFacts) -> bool:
+        if self.networks:
+            try:
+                address = ipaddress.ip_address(request.client_address)
+            except ValueError:
+                address = None
+            if address is not None:
+                if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
+                    address = address.ipv4_mapped
+                if any(address in network for network in self.networks):
+                    return True
+        if request.user is not None and request.user in self.users:
+            return True
+        return bool(self.headers) and _headers_match(self.headers, request.headers)
+
+
+def _headers_match(expected: tuple[tuple[str, str], ...], headers: Mapping[str, str]) -> bool:
+    for name, value in expected:
+        actual = headers.get(name)
+        if actual is None or (value != "*" and actual != value):
+            return False
+    return True
+
+
+@dataclass(frozen=True)
+class CompiledHook:
+    hook: Hook
+    position: int
+    methods: frozenset[str] | None  # None: any method
+    path: re.Pattern[str]
+    headers: tuple[tuple[str, str], ...]
+    groups: tuple[str, ...] | None  # None: everyone
+
+    @classmethod
+    def compile(cls, hook: Hook, position: int) -> CompiledHook:
+        method = hook.match.method
+        methods = [method] if isinstance(method, str) else method
+        return cls(
+            hook,
+            position,
+            None if ANY_METHOD in methods else frozenset(methods),
+            glob_to_regex(hook.match.path),
+            tuple((k.lower(), v) for k, v in hook.match.headers.items()),
+            tuple(hook.applies_to.groups) if hook.applies_to else None,
+        )
+
+    @property
+    def id(self) -> str:
+        return self.hook.id or ""
+
+    def matches(self, request: RequestFacts, client_groups: frozenset[str]) -> bool:
+        return (
+            self.hook.enabled
+            and (self.methods is None or request.method.upper() in self.methods)
+            and self.path.match(request.path) is not None
+            and _headers_match(self.headers, request.headers)
+            and (self.groups is None or not client_groups.isdisjoint(self.groups))
+        )
+
+
+@dataclass(frozen=True)
+class CompiledService:
+    name: str
+    host_patterns: tuple[re.Pattern[str], ...]
+    upstream: str | None
+    hooks: tuple[CompiledHook, ...]
+
+    def serves(self, candidates: tuple[str, ...]) -> bool:
+        return any(p.match(c) for p in self.host_patterns for c in candidates)
+
+
+@dataclass
+class ClientView:
+    """A request plus the groups its client is in, worked out once and only if asked."""
+
+    request: RequestFacts
+    groups_by_name: Mapping[str, CompiledGroup]
+
+    @cached_property
+    def groups(self) -> frozenset[str]:
+        return frozenset(name for name, g in self.groups_by_name.items() if g.holds(self.request))
+
+
+@dataclass(frozen=True)
+class CompiledContainer:
+    snapshot: Snapshot
+    services: tuple[CompiledService, ...]
+    groups: Mapping[str, CompiledGroup]
+
+    @classmethod
+    def compile(cls, snapshot: Snapshot) -> CompiledContainer:
+        hooks_file = snapshot.hooks_file
+        services = tuple(
+            CompiledService(
+                name,
+                tuple(_host_regex(glob) for glob in service.hosts),
+                service.upstream,
+                tuple(CompiledHook.compile(h, i) for i, h in enumerate(hooks_file.hooks.get(name, []))),
+            )
+            for name, service in hooks_file.services.items()
+        )
+        groups = {name: CompiledGroup.compile(name, g) for name, g in hooks_file.groups.items()}
+        return cls(snapshot, services, groups)
+
+    @property
+    def name(self) -> str:
+        return self.snapshot.container
+
+    def service_for(self, candidates: tuple[str, ...]) -> CompiledService | None:
+        for service in self.services:
+            if service.serves(candidates):
+                return service
+        return None
+
+    def first_match(self, service: CompiledService, client: ClientView) -> CompiledHook | None:
+        """The first enabled hook in position order whose every condition holds."""
+        for hook in service.hooks:
+            if hook.groups is not None:
+                if hook.matches(client.request, client.groups):
+                    return hook
+            elif hook.matches(client.request, frozenset()):
+                return hook
+        return None
+
+
+def _host_regex(glob: str) -> re.Pattern[str]:
+    return re.compile(fnmatch.translate(glob.lower()))
+
+
+def host_candidates(host: str, port: int, host_header: str | None) -> tuple[str, ...]:
+    """The names a flow's destination goes by: `host`, `host:port`, and the same for the Host
+    header the client sent (which differs from the destination in reverse mode)."""
+    names = [host.lower(), f"{host.lower()}:{port}"]
+    if host_header:
+        header = host_header.lower()
+        names.append(header)
+        bare = header.rsplit(":", 1)[0] if not header.endswith("]") else header
+        if bare != header:
+            names.append(bare)
+    return tuple(dict.fromkeys(names))
