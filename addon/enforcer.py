@@ -34,7 +34,7 @@ from addon.flows import (
 )
 from addon.matching import ClientView, CompiledContainer, CompiledHook, CompiledService
 from addon.recorder import LogRecorder, Recorder
-from addon.scripts import Runtimes, minimal_env
+from addon.scripts import Runtimes, become_subreaper, minimal_env
 from addon.watcher import watch_hooks_files
 from control_api.server import (
     ListenError,
@@ -121,6 +121,7 @@ class ProxyHooks:
     def running(self) -> None:
         # Sync on purpose: an async running() breaks mitmproxy's hot reload of the -s file.
         self._running = True
+        become_subreaper()
         self._start_background()
 
     def done(self) -> None:

@@ -135,6 +135,7 @@ async def run_script(
         _kill_group(proc.pid)
         with contextlib.suppress(ProcessLookupError):
             await proc.wait()
+        _reap_group(proc.pid)
     return RunResult(exit_code, stdout, stderr, elapsed(), error=overflow[0] if overflow else None)
 
 
@@ -165,3 +166,38 @@ async def _read(stream: asyncio.StreamReader, limit: int, on_overflow: Callable[
 def _kill_group(pid: int) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pid, signal.SIGKILL)
+
+
+def become_subreaper() -> bool:
+    """Have orphaned descendants (a killed script's children) re-parented to this process
+    instead of init, so `_reap_group` can reap them. Without this, under an init that does not
+    reap (some container and VM inits; or mitmdump itself as PID 1) they stay zombies."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        return bool(libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0)
+    except (OSError, AttributeError):
+        return False
+
+
+PR_SET_CHILD_SUBREAPER = 36
+REAP_ATTEMPTS = 40
+REAP_INTERVAL_S = 0.05
+
+
+def _reap_group(pgid: int, attempts: int = REAP_ATTEMPTS) -> None:
+    """Reap the killed group's orphans that were re-parented to us (never the leader, which
+    asyncio has reaped already); retry briefly for those still dying, without blocking."""
+    while True:
+        try:
+            reaped = os.waitid(os.P_PGID, pgid, os.WEXITED | os.WNOHANG)
+        except ChildProcessError:
+            return  # none of that group is our child: all reaped, or init has them
+        if reaped is None:
+            break  # some are not dead yet
+    if attempts > 1:
+        with contextlib.suppress(RuntimeError):
+            asyncio.get_running_loop().call_later(REAP_INTERVAL_S, _reap_group, pgid, attempts - 1)
