@@ -7,6 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 RUN_DIR ?= var/run
 LISTEN ?= 127.0.0.1:8082
+PROXY_PORT ?= 8080
 
 .PHONY: test run lint install clean demo-reset
 
@@ -22,7 +23,7 @@ test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: $(STAMP)
-	$(BIN)/ruff check addon control_api tests
+	$(BIN)/ruff check addon control_api tests configs
 	$(BIN)/mypy
 
 # The demo works on a copy of configs/ so that API writes never touch the tracked files.
@@ -33,10 +34,12 @@ $(RUN_DIR)/demo.json:
 demo-reset:
 	rm -rf $(RUN_DIR)
 
+# The proxy on 127.0.0.1:$(PROXY_PORT), its control API on $(LISTEN), and the demo services.
 run: $(STAMP) $(RUN_DIR)/demo.json
-	@echo "Control API on http://$(LISTEN) over $(RUN_DIR) (a copy of configs/; make demo-reset restores it)"
-	@echo "Try: curl -s http://$(LISTEN)/api/v1/containers/demo/proxy/hooks"
-	$(BIN)/proxy-hooks api --config $(RUN_DIR) --listen $(LISTEN)
+	@$(BIN)/python configs/demo_upstream.py 9001 9002 $(PROXY_PORT) & upstream=$$!; \
+	trap 'kill $$upstream 2>/dev/null' EXIT INT TERM; \
+	echo "Hooks: $(RUN_DIR) (a copy of configs/; make demo-reset restores it). API: http://$(LISTEN)/api/v1/containers/demo/proxy/hooks"; \
+	$(BIN)/proxy-hooks run --config $(RUN_DIR) --listen-port $(PROXY_PORT) --api $(LISTEN)
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache *.egg-info

@@ -19,6 +19,7 @@ from addon.validation import resolve_script, script_inside
 
 BLOCK_EXIT_CODE = 2
 MAX_REASON = 500
+MAX_STDERR_SHOWN = 4096
 
 
 @dataclass(frozen=True)
@@ -58,6 +59,7 @@ class HookRun:
     exit_code: int | None = None
     duration_ms: float | None = None
     error: str | None = None
+    stderr: str | None = None  # what the script wrote there, trimmed: traces, diagnostics
     ts: str = field(default_factory=lambda: dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds"))
 
     @property
@@ -71,13 +73,14 @@ class HookRun:
         if verdict.result is not None:
             self.exit_code = verdict.result.exit_code
             self.duration_ms = verdict.result.duration_ms
+            self.stderr = _excerpt(verdict.result.stderr_text, MAX_STDERR_SHOWN) or None
 
     def as_dict(self) -> dict[str, Any]:
         return {**self.__dict__, "blocked": self.blocked}
 
 
-def _excerpt(text: str) -> str:
-    return text if len(text) <= MAX_REASON else text[:MAX_REASON] + "…"
+def _excerpt(text: str, limit: int = MAX_REASON) -> str:
+    return text if len(text) <= limit else text[:limit] + "…"
 
 
 def judge(result: RunResult, phase: Phase, timeout_ms: int) -> Verdict:

@@ -20,7 +20,8 @@ Phase = Literal["request", "response"]
 
 
 class _Answer(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # Strict: a script that prints "block": "no" must fail, not be read as true.
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
 JsonBody = str | dict[str, Any] | list[Any] | None

@@ -31,3 +31,5 @@ class LogRecorder:
             run.outcome,
             f" ({detail})" if detail else "",
         )
+        if run.stderr and run.stderr != detail:
+            log.info("hook %s stderr: %s", run.hook_id, run.stderr)

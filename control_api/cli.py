@@ -42,6 +42,32 @@ def _parser() -> argparse.ArgumentParser:
         "--token", default=None, help=f"require 'Authorization: Bearer TOKEN' (default: ${TOKEN_ENV})"
     )
 
+    run = commands.add_parser(
+        "run",
+        help="run the proxy (mitmdump with the addon) and its control API",
+        epilog="Options it does not know are passed to mitmdump, e.g. --set block_global=false.",
+    )
+    run.add_argument(
+        "--config",
+        required=True,
+        type=Path,
+        help="a container hooks file, or a folder of them (one container each)",
+    )
+    run.add_argument("--listen-host", default="127.0.0.1", help="proxy address (default 127.0.0.1)")
+    run.add_argument("--listen-port", type=int, default=8080, help="proxy port (default 8080)")
+    run.add_argument(
+        "--api",
+        default=DEFAULT_LISTEN,
+        help=f"control API HOST:PORT (default {DEFAULT_LISTEN}; empty: no API)",
+    )
+    run.add_argument("--token", default=None, help=f"control API bearer token (default: ${TOKEN_ENV})")
+    run.add_argument(
+        "--mode",
+        action="append",
+        default=[],
+        help="mitmproxy mode, repeatable: regular, reverse:http://host:port, …",
+    )
+
     chk = commands.add_parser("check", help="validate hooks files without changing them")
     chk.add_argument("paths", nargs="+", type=Path, help="hooks files or folders of them")
     return parser
@@ -96,8 +122,22 @@ def _run_check(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def _run_proxy(args: argparse.Namespace, extra: list[str]) -> int:
+    from addon.launcher import LaunchError, launch
+
+    try:
+        return launch(args.config, args.listen_host, args.listen_port, args.api, args.mode, extra, args.token)
+    except LaunchError as exc:
+        print(f"proxy-hooks run: cannot load the hooks configuration:\n{exc}", file=sys.stderr)
+        return 2
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    args, extra = _parser().parse_known_args(argv)
+    if args.command == "run":
+        return _run_proxy(args, extra)
+    if extra:
+        _parser().error(f"unrecognized arguments: {' '.join(extra)}")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if args.command == "api":
         return _run_api(args)

@@ -269,7 +269,7 @@ def test_timeout_kills_the_process_group(
 def test_async_hook_observes_without_delaying(
     client: httpx.Client, api: httpx.Client, proxy: Mitmdump, upstream: Upstream, tmp_path: Path
 ) -> None:
-    [hook_id] = ids(set_hooks(api, "e2e", "auth", [hook("/watch", "/act.py", mode="async", timeout=3000)]))
+    [hook_id] = ids(set_hooks(api, "e2e", "auth", [hook("/watch", "/act.py", mode="async", timeout=1500)]))
     response, _ = send(client, "http://auth.test/watch", "respond")
     assert response.status_code == 200 and response.json()["upstream"] is True  # answer not applied
     wait_for(lambda: f"hook {hook_id}" in proxy.output() and "observed" in proxy.output(), 10, "observed log")

@@ -1,0 +1,68 @@
+"""The addon inside mitmproxy's own test master (taddons), beside the end-to-end tests."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pytest
+from mitmproxy import exceptions
+from mitmproxy.test import taddons, tflow
+
+from addon.enforcer import ProxyHooks
+from tests.conftest import demo, write_container
+
+
+def flow_to(host: str, path: str = "/") -> tflow.HTTPFlow:
+    flow = tflow.tflow()
+    flow.request.host = host
+    flow.request.path = path
+    flow.request.headers["host"] = host
+    return flow
+
+
+async def test_invalid_config_at_startup_is_an_error_and_fails_closed(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = write_container(tmp_path / "demo.json", demo(file_version="one"))
+    addon = ProxyHooks()
+    with taddons.context(addon) as tctx, caplog.at_level(logging.ERROR):
+        tctx.configure(addon, hooks_config=str(path), hooks_api="")
+        # mitmdump exits on an error logged while it starts; this is that error.
+        assert "cannot load hooks_config" in caplog.text and "file_version: must be an integer" in caplog.text
+        flow = flow_to("auth.demo.test")
+        await addon.request(flow)
+        assert flow.response is not None and flow.response.status_code == 503
+
+
+async def test_invalid_config_at_runtime_is_rejected_and_keeps_the_old_one(tmp_path: Path) -> None:
+    good = write_container(tmp_path / "good" / "demo.json")
+    bad = write_container(tmp_path / "bad" / "demo.json", demo(hooks={"x": []}))
+    addon = ProxyHooks()
+    with taddons.context(addon) as tctx:
+        tctx.configure(addon, hooks_config=str(good), hooks_api="")
+        addon._running = True  # as after running(): option changes now come from a user
+        with pytest.raises(exceptions.OptionsError, match="hooks.x: service 'x' is not defined"):
+            tctx.configure(addon, hooks_config=str(bad))
+        addon._running = False
+        assert tctx.options.hooks_config == str(good)  # mitmproxy rolled the option back
+        assert addon.containers is not None and addon.config_error is None
+
+
+async def test_flow_for_no_service_is_untouched(tmp_path: Path) -> None:
+    addon = ProxyHooks()
+    with taddons.context(addon) as tctx:
+        tctx.configure(addon, hooks_config=str(write_container(tmp_path / "demo.json")), hooks_api="")
+        flow = flow_to("elsewhere.test", "/v1/login")
+        before = flow.request.copy()
+        await addon.request(flow)
+        assert flow.response is None and flow.request.data == before.data
+        assert "proxy_hooks" not in flow.metadata
+
+
+async def test_non_loopback_api_without_token_is_an_option_error(tmp_path: Path) -> None:
+    addon = ProxyHooks()
+    with taddons.context(addon) as tctx:
+        with pytest.raises(exceptions.OptionsError, match="without a token"):
+            tctx.configure(addon, hooks_api="0.0.0.0:8082")
+        tctx.configure(addon, hooks_api="0.0.0.0:8082", hooks_api_token="t")

@@ -1,0 +1,85 @@
+"""The demo `make run` serves: configs/ with its five hooks in three languages, each doing what
+the README's curl line promises. Runs on a copy whose upstream ports are free ones."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.harness import Mitmdump, free_port, wait_for
+
+CONFIGS = Path(__file__).resolve().parent.parent / "configs"
+
+
+@pytest.fixture(scope="module")
+def demo_proxy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mitmdump]:
+    home = tmp_path_factory.mktemp("demo")
+    shutil.copytree(CONFIGS, home / "configs")
+    auth_port, billing_port = free_port(), free_port()
+    path = home / "configs" / "demo.json"
+    text = path.read_text().replace("127.0.0.1:9001", f"127.0.0.1:{auth_port}")
+    path.write_text(text.replace("127.0.0.1:9002", f"127.0.0.1:{billing_port}"))
+    services = subprocess.Popen(
+        [sys.executable, str(CONFIGS / "demo_upstream.py"), str(auth_port), str(billing_port)],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert services.stdout is not None
+    wait_for(lambda: "demo services" in services.stdout.readline(), 20, "the demo services")
+    proxy = Mitmdump(path, home / "confdir")
+    yield proxy
+    proxy.stop()
+    services.terminate()
+    services.wait(10)
+
+
+@pytest.fixture
+def client(demo_proxy: Mitmdump) -> Iterator[httpx.Client]:
+    with demo_proxy.client() as http:
+        yield http
+
+
+def test_python_trace_lets_admin_logins_through(client: httpx.Client, demo_proxy: Mitmdump) -> None:
+    response = client.post("http://auth.demo.test/v1/login", headers={"x-tenant": "acme", "x-role": "admin"})
+    assert response.status_code == 200 and response.json()["service"] == "auth"
+    assert response.headers["x-proxy-hooks-hook"] == "01jd2x9k2b3c4d5e6f7g8h9j0k"
+    wait_for(lambda: "login attempt: POST /v1/login" in demo_proxy.output(), 10, "the trace in the log")
+
+
+def test_javascript_adds_a_header(client: httpx.Client) -> None:
+    echoed = client.get("http://auth.demo.test/v1/profile").json()
+    assert echoed["headers"]["x-demo-hook"] == "add-header.js saw GET /v1/profile"
+
+
+def test_bash_blocks_deletes(client: httpx.Client) -> None:
+    response = client.delete("http://auth.demo.test/v1/users/42")
+    assert response.status_code == 403
+    assert response.json()["reason"] == "deleting users is disabled in the demo"
+
+
+def test_python_mocks_an_invoice(client: httpx.Client) -> None:
+    response = client.get("http://billing.demo.test/v1/invoices/demo")
+    assert response.json() == {"id": "demo", "amount": 42, "currency": "EUR", "mocked_by": "mock-invoice.py"}
+
+
+def test_javascript_edits_the_response(client: httpx.Client) -> None:
+    response = client.get("http://billing.demo.test/v1/invoices")
+    assert response.headers["x-demo-edited"] == "edit-response.js"
+    body = response.json()
+    assert body["edited_by"] == "edit-response.js" and body["original"]["service"] == "billing"
+
+
+def test_readme_shows_each_demo_line() -> None:
+    readme = (CONFIGS.parent / "README.md").read_text()
+    lines = re.findall(r"curl -s -x http://127\.0\.0\.1:8080 .*", readme)
+    for path in ("/v1/login", "/v1/profile", "/v1/users/42", "/v1/invoices/demo", "/v1/invoices "):
+        assert any(path in line for line in lines), path
+    demo = json.loads((CONFIGS / "demo.json").read_text())
+    assert sum(len(hooks) for hooks in demo["hooks"].values()) == 5

@@ -1,0 +1,125 @@
+"""The matcher on its own: globs, methods, headers, groups, order, hosts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from addon.matching import ClientView, CompiledContainer, RequestFacts, glob_to_regex, host_candidates
+from addon.model import HooksFile
+from addon.store import Snapshot
+
+
+@pytest.mark.parametrize(
+    ("pattern", "path", "matches"),
+    [
+        ("/v1/login", "/v1/login", True),
+        ("/v1/login", "/v1/login/", False),
+        ("/v1/*", "/v1/users", True),
+        ("/v1/*", "/v1/users/42", False),
+        ("/v1/*", "/v1/", True),
+        ("/v1/**", "/v1/users/42/x", True),
+        ("/v1/**", "/v1", False),
+        ("/*/users", "/v2/users", True),
+        ("/**/users", "/a/b/c/users", True),
+        ("/files/*.json", "/files/a.json", True),
+        ("/files/*.json", "/files/a/b.json", False),
+        ("/a.b", "/aXb", False),  # regex characters are literal
+        ("/a+(b)", "/a+(b)", True),
+    ],
+)
+def test_path_globs(pattern: str, path: str, matches: bool) -> None:
+    assert (glob_to_regex(pattern).match(path) is not None) is matches
+
+
+def compile_container(
+    hooks: list[dict[str, object]], groups: dict[str, object] | None = None
+) -> CompiledContainer:
+    hooks_file = HooksFile.model_validate(
+        {
+            "container": "c",
+            "services": {"svc": {"hosts": ["svc.test", "*.svc.test", "127.0.0.1:9001"]}},
+            "groups": groups or {},
+            "hooks": {"svc": [{"id": f"01hz8x9k2b3c4d5e6f7g8h9j{i:02d}", **h} for i, h in enumerate(hooks)]},
+        }
+    )
+    return CompiledContainer.compile(Snapshot(Path("/tmp/c.json"), hooks_file))
+
+
+def winner(container: CompiledContainer, **facts: object) -> int | None:
+    request = RequestFacts(
+        method=str(facts.get("method", "GET")),
+        path=str(facts.get("path", "/")),
+        headers=dict(facts.get("headers", {})),  # type: ignore[call-overload]
+        client_address=str(facts.get("client", "127.0.0.1")),
+        user=facts.get("user"),  # type: ignore[arg-type]
+    )
+    hook = container.first_match(container.services[0], ClientView(request, container.groups))
+    return None if hook is None else hook.position
+
+
+def h(path: str = "/**", method: object = "*", **extra: object) -> dict[str, object]:
+    return {
+        "match": {"method": method, "path": path, **extra.pop("match", {})},
+        "script": {"path": "/x.py"},
+        **extra,
+    }  # type: ignore[dict-item]
+
+
+def test_first_match_wins_in_position_order() -> None:
+    container = compile_container([h("/a"), h("/**"), h("/a")])
+    assert winner(container, path="/a") == 0
+    assert winner(container, path="/b") == 1
+
+
+def test_disabled_hooks_are_skipped_and_no_match_is_none() -> None:
+    container = compile_container([h("/a", enabled=False), h("/a", method="POST")])
+    assert winner(container, path="/a", method="post") == 1
+    assert winner(container, path="/a", method="GET") is None
+
+
+def test_method_lists_and_case() -> None:
+    container = compile_container([h(method=["GET", "head"])])
+    assert winner(container, method="HEAD") == 0
+    assert winner(container, method="get") == 0
+    assert winner(container, method="POST") is None
+
+
+def test_headers_case_insensitive_names_exact_values_and_star() -> None:
+    container = compile_container([h(match={"headers": {"X-Tenant": "acme", "x-any": "*"}})])
+    assert winner(container, headers={"x-tenant": "acme", "x-any": ""}) == 0
+    assert winner(container, headers={"x-tenant": "ACME", "x-any": "1"}) is None
+    assert winner(container, headers={"x-tenant": "acme"}) is None
+
+
+def test_groups_by_cidr_user_or_headers() -> None:
+    groups = {
+        "net": {"clients": ["10.0.0.0/8", "2001:db8::/32"]},
+        "people": {"users": ["alice"]},
+        "role": {"headers": {"x-role": "admin", "x-team": "*"}},
+    }
+    container = compile_container(
+        [h("/net", applies_to={"groups": ["net"]}), h("/people", applies_to={"groups": ["people"]}),
+         h("/role", applies_to={"groups": ["role"]})],
+        groups,
+    )  # fmt: skip
+    assert winner(container, path="/net", client="10.1.2.3") == 0
+    assert winner(container, path="/net", client="::ffff:10.1.2.3") == 0  # v4-mapped
+    assert winner(container, path="/net", client="2001:db8::1") == 0
+    assert winner(container, path="/net", client="192.168.0.1") is None
+    assert winner(container, path="/people", user="alice") == 1
+    assert winner(container, path="/people", user="bob") is None
+    assert winner(container, path="/role", headers={"x-role": "admin", "x-team": "a"}) == 2
+    assert winner(container, path="/role", headers={"x-role": "admin"}) is None
+
+
+def test_service_by_host_globs() -> None:
+    container = compile_container([])
+    assert container.service_for(host_candidates("svc.test", 80, "svc.test")) is not None
+    assert container.service_for(host_candidates("API.Svc.Test", 443, None)) is not None
+    assert container.service_for(host_candidates("127.0.0.1", 9001, "localhost:8080")) is not None
+    assert container.service_for(host_candidates("127.0.0.1", 9002, None)) is None
+    assert container.service_for(host_candidates("other.test", 80, "other.test")) is None
+    # Reverse mode with keep_host_header: the Host the client sent still finds the service.
+    assert container.service_for(host_candidates("10.0.0.1", 80, "svc.test:8080")) is not None
