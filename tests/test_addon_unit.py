@@ -42,7 +42,7 @@ async def test_invalid_config_at_runtime_is_rejected_and_keeps_the_old_one(tmp_p
     with taddons.context(addon) as tctx:
         tctx.configure(addon, hooks_config=str(good), hooks_api="")
         addon._running = True  # as after running(): option changes now come from a user
-        with pytest.raises(exceptions.OptionsError, match="hooks.x: service 'x' is not defined"):
+        with pytest.raises(exceptions.OptionsError, match=r"hooks\.x: service 'x' is not defined"):
             tctx.configure(addon, hooks_config=str(bad))
         addon._running = False
         assert tctx.options.hooks_config == str(good)  # mitmproxy rolled the option back
