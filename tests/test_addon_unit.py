@@ -66,3 +66,37 @@ async def test_non_loopback_api_without_token_is_an_option_error(tmp_path: Path)
         with pytest.raises(exceptions.OptionsError, match="without a token"):
             tctx.configure(addon, hooks_api="0.0.0.0:8082")
         tctx.configure(addon, hooks_api="0.0.0.0:8082", hooks_api_token="t")
+
+
+class ListRecorder:
+    def __init__(self) -> None:
+        self.runs: list[dict[str, object]] = []
+
+    def record(self, run: object) -> None:
+        self.runs.append(run.as_dict())  # type: ignore[attr-defined]
+
+
+async def test_a_run_is_noted_in_flow_metadata_and_recorded(tmp_path: Path) -> None:
+    path = write_container(
+        tmp_path / "demo.json",
+        demo(hooks={"auth": [{"id": "01hz8x9k2b3c4d5e6f7g8h9j0k", "match": {"method": "*", "path": "/**"},
+                              "script": {"path": "/hooks/block.py"}}]}),
+    )  # fmt: skip
+    (tmp_path / "scripts" / "hooks" / "block.py").write_text(
+        "import json, sys\njson.load(sys.stdin)\nprint(json.dumps({'block': True, 'reason': 'no'}))\n"
+    )
+    addon = ProxyHooks()
+    recorder = ListRecorder()
+    addon.recorder = recorder
+    with taddons.context(addon) as tctx:
+        tctx.configure(addon, hooks_config=str(path), hooks_api="")
+        flow = flow_to("auth.demo.test", "/v1/x?q=1")
+        await addon.request(flow)
+        assert flow.response is not None and flow.response.status_code == 403
+        await addon.response(flow)
+    meta = flow.metadata["proxy_hooks"]
+    assert meta["hook_id"] == "01hz8x9k2b3c4d5e6f7g8h9j0k" and meta["outcome"] == "blocked"
+    assert meta["service"] == "auth" and meta["path"] == "/v1/x" and meta["blocked"] is True
+    [run] = recorder.runs
+    assert run["status"] == 403 and run["reason"] == "no" and run["exit_code"] == 0
+    assert run["runtime"] == "python" and run["client"] == "127.0.0.1"

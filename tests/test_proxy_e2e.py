@@ -36,6 +36,9 @@ def upstream() -> Iterator[Upstream]:
 def home(tmp_path_factory: pytest.TempPathFactory, upstream: Upstream) -> Path:
     folder = tmp_path_factory.mktemp("proxy")
     shutil.copytree(SCRIPTS, folder / "scripts")
+    # No known extension: executed directly, through its shebang.
+    executable = shutil.copy(folder / "scripts" / "act.sh", folder / "scripts" / "act-exec")
+    Path(executable).chmod(0o755)
     write_json(folder / "e2e.json", container_doc(upstream))
     return folder
 
@@ -304,6 +307,12 @@ def test_twenty_concurrent_flows_while_one_hook_hangs(
     assert slow.is_alive() or results["hang_done"] > fast_done  # served while the hook still hung
     slow.join(30)
     assert results["hang"].status_code == 504
+
+
+def test_a_file_without_known_extension_is_executed_directly(client: httpx.Client, api: httpx.Client) -> None:
+    set_hooks(api, "e2e", "auth", [hook("/exec", "/act-exec")])
+    response, _ = send(client, "http://auth.test/exec", "respond")
+    assert response.status_code == 418 and response.headers["x-mock"] == "bash"
 
 
 def test_api_write_is_live_for_the_next_flow(client: httpx.Client, api: httpx.Client) -> None:
