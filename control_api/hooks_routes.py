@@ -9,6 +9,7 @@ re-checks the version inside its lock, so a write that raced another still gets 
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from aiohttp import web
@@ -78,16 +79,43 @@ async def _body(request: web.Request, model: type[M]) -> M:
         raise invalid(exc.problems) from None
 
 
-def _check_refs(snapshot: Snapshot, hook: HookSpec, prefix: str = "") -> list[Problem]:
-    problems = hook_problems(hook, snapshot.hooks_file, snapshot.scripts_root)
-    return [p.under(prefix) for p in problems] if prefix else problems
+def _require_refs(snapshot: Snapshot, hooks: list[tuple[str, HookSpec]]) -> None:
+    """422 unless every hook's groups exist and its script stays in the scripts folder."""
+    problems = [
+        p.under(prefix) if prefix else p
+        for prefix, hook in hooks
+        for p in hook_problems(hook, snapshot.hooks_file, snapshot.scripts_root)
+    ]
+    if problems:
+        raise invalid(problems)
 
 
-async def _commit(
-    request: web.Request, store: HooksStore, expected: int, change: Change[T]
-) -> tuple[Snapshot, T]:
+@dataclass(frozen=True)
+class _Write:
+    store: HooksStore
+    snapshot: Snapshot
+    service: str
+    hook_id: str | None
+    expected: int
+
+
+async def _begin_write(request: web.Request) -> _Write:
+    """The checks every write makes before reading its body, in the contract's order: 404 for
+    the container, service and (when the route names one) hook, then 428 and 412."""
+    store, snapshot = await _current(request)
+    service = request.match_info["service"]
+    hook_id = request.match_info.get("hookId")
+    if hook_id is None:
+        _service_hooks(snapshot, service)
+    else:
+        _find(snapshot, service, hook_id)
+    return _Write(store, snapshot, service, hook_id, expected_version(request, snapshot))
+
+
+async def _commit(request: web.Request, write: _Write, change: Change[T]) -> tuple[Snapshot, T]:
+    """Run `change` in the store's transaction; it re-checks the version under the lock."""
     try:
-        snapshot, result = await asyncio.to_thread(store.write, expected, change)
+        snapshot, result = await asyncio.to_thread(write.store.write, write.expected, change)
     except VersionMismatch as exc:
         request[ETAG] = exc.current.etag
         raise precondition_failed() from None
@@ -132,80 +160,59 @@ async def get_hook(request: web.Request) -> web.Response:
 
 
 async def create_hook(request: web.Request) -> web.Response:
-    store, snapshot = await _current(request)
-    service = request.match_info["service"]
-    _service_hooks(snapshot, service)
-    expected = expected_version(request, snapshot)
+    write = await _begin_write(request)
     body = await _body(request, HookCreate)
-    if problems := _check_refs(snapshot, body):
-        raise invalid(problems)
+    _require_refs(write.snapshot, [("", body)])
     now = utc_now()
     snapshot, (position, hook) = await _commit(
-        request, store, expected, lambda f: edits.insert_hook(f, service, body, now)
+        request, write, lambda f: edits.insert_hook(f, write.service, body, now)
     )
     return ok("Hook created successfully", _versioned(snapshot, hook=hook_view(position, hook)), 201)
 
 
 async def replace_hook(request: web.Request) -> web.Response:
-    store, snapshot = await _current(request)
-    service, hook_id = request.match_info["service"], request.match_info["hookId"]
-    _find(snapshot, service, hook_id)
-    expected = expected_version(request, snapshot)
+    write = await _begin_write(request)
+    hook_id = write.hook_id or ""
     body = await _body(request, HookReplace)
-    if problems := _check_refs(snapshot, body):
-        raise invalid(problems)
+    _require_refs(write.snapshot, [("", body)])
     now = utc_now()
     snapshot, (position, hook) = await _commit(
-        request, store, expected, lambda f: edits.replace_hook(f, service, hook_id, body, now)
+        request, write, lambda f: edits.replace_hook(f, write.service, hook_id, body, now)
     )
     return ok("Hook updated successfully", _versioned(snapshot, hook=hook_view(position, hook)))
 
 
 async def move_hook(request: web.Request) -> web.Response:
-    store, snapshot = await _current(request)
-    service, hook_id = request.match_info["service"], request.match_info["hookId"]
-    _find(snapshot, service, hook_id)
-    expected = expected_version(request, snapshot)
+    write = await _begin_write(request)
+    hook_id = write.hook_id or ""
     body = await _body(request, HookMove)
     snapshot, (position, hook) = await _commit(
-        request, store, expected, lambda f: edits.move_hook(f, service, hook_id, body.position)
+        request, write, lambda f: edits.move_hook(f, write.service, hook_id, body.position)
     )
     return ok("Hook moved successfully", _versioned(snapshot, hook=hook_view(position, hook)))
 
 
 async def clear_hooks(request: web.Request) -> web.Response:
-    store, snapshot = await _current(request)
-    service = request.match_info["service"]
-    _service_hooks(snapshot, service)
-    expected = expected_version(request, snapshot)
-    snapshot, removed = await _commit(request, store, expected, lambda f: edits.clear_hooks(f, service))
+    write = await _begin_write(request)
+    snapshot, removed = await _commit(request, write, lambda f: edits.clear_hooks(f, write.service))
     return ok("Service hooks cleared", _versioned(snapshot, removed=removed))
 
 
 async def delete_hook(request: web.Request) -> web.Response:
-    store, snapshot = await _current(request)
-    service, hook_id = request.match_info["service"], request.match_info["hookId"]
-    _find(snapshot, service, hook_id)
-    expected = expected_version(request, snapshot)
-    snapshot, _ = await _commit(request, store, expected, lambda f: edits.delete_hook(f, service, hook_id))
+    write = await _begin_write(request)
+    hook_id = write.hook_id or ""
+    snapshot, _ = await _commit(request, write, lambda f: edits.delete_hook(f, write.service, hook_id))
     return ok("Hook removed successfully", _versioned(snapshot))
 
 
 async def replace_service_hooks(request: web.Request) -> web.Response:
-    store, snapshot = await _current(request)
-    service = request.match_info["service"]
-    _service_hooks(snapshot, service)
-    expected = expected_version(request, snapshot)
+    write = await _begin_write(request)
     body = await _body(request, HookList)
-    problems = [p for i, item in enumerate(body.hooks) for p in _check_refs(snapshot, item, f"hooks[{i}]")]
-    if problems:
-        raise invalid(problems)
+    _require_refs(write.snapshot, [(f"hooks[{i}]", item) for i, item in enumerate(body.hooks)])
     now = utc_now()
-    snapshot, hooks = await _commit(
-        request, store, expected, lambda f: edits.replace_all(f, service, body, now)
-    )
+    snapshot, hooks = await _commit(request, write, lambda f: edits.replace_all(f, write.service, body, now))
     views = [hook_view(i, h) for i, h in enumerate(hooks)]
-    return ok("Service hooks replaced", _versioned(snapshot, service=service, hooks=views))
+    return ok("Service hooks replaced", _versioned(snapshot, service=write.service, hooks=views))
 
 
 def add_routes(app: web.Application) -> None:
