@@ -151,6 +151,7 @@ class ProxyHooks:
         run = self._new_run(flow, match, "request")
         event = hook_event(flow, run, match.hook, match.container.name, match.service.name)
         if match.hook.hook.mode == "async":
+            run.outcome = "observed"  # the flow goes on; the run's own result is recorded later
             flow.metadata[METADATA_KEY] = run.as_dict()
             self._spawn(self._observe(run, match, event))
             return
