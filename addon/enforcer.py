@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
+import functools
 import logging
 import socket
 import urllib.parse
@@ -23,6 +25,14 @@ from mitmproxy import ctx, exceptions, http
 
 from addon.containers import ConfigError, Containers
 from addon.engine import HookRun, Verdict, run_hook
+from addon.event_recorder import (
+    DEFAULT_MAX_AGE_DAYS,
+    DEFAULT_MAX_ROWS,
+    DEFAULT_QUEUE,
+    EventRecorder,
+    default_events_path,
+)
+from addon.event_store import SQLiteEventStore
 from addon.flows import (
     HOOK_HEADER,
     METADATA_KEY,
@@ -49,6 +59,7 @@ from control_api.server import (
 log = logging.getLogger("proxy_hooks")
 
 DEFAULT_API = "127.0.0.1:8082"
+EVENT_OPTIONS = {"hooks_events", "hooks_events_max_rows", "hooks_events_max_age_days", "hooks_events_queue"}
 
 
 @dataclass
@@ -74,6 +85,7 @@ class ProxyHooks:
         self.containers: Containers | None = None
         self.config_error: str | None = None
         self.recorder: Recorder = LogRecorder()
+        self.events: EventRecorder | None = None
         self.runtimes = Runtimes.detect()
         self.script_env = minimal_env()
         self._compiled: dict[str, CompiledContainer] = {}
@@ -103,6 +115,27 @@ class ProxyHooks:
             "A non-loopback address needs hooks_api_token.",
         )
         loader.add_option(
+            "hooks_events",
+            str,
+            str(default_events_path()),
+            "SQLite file where every hook run is recorded (created on first use). Empty: none.",
+        )
+        loader.add_option(
+            "hooks_events_max_rows", int, DEFAULT_MAX_ROWS, "Keep at most this many events (oldest go first)."
+        )
+        loader.add_option(
+            "hooks_events_max_age_days",
+            int,
+            DEFAULT_MAX_AGE_DAYS,
+            "Drop events older than this; 0 keeps them.",
+        )
+        loader.add_option(
+            "hooks_events_queue",
+            int,
+            DEFAULT_QUEUE,
+            "Events waiting to be written at most; past it runs are dropped (and counted), never waited for.",
+        )
+        loader.add_option(
             "hooks_api_token",
             Optional[str],  # noqa: UP045
             None,
@@ -110,13 +143,22 @@ class ProxyHooks:
         )
 
     def configure(self, updated: set[str]) -> None:
-        if "hooks_api" in updated or "hooks_api_token" in updated:
-            self._check_api_options()
-        if "hooks_config" in updated:
-            self._load_config(ctx.options.hooks_config)
-        if self._running and updated & {"hooks_config", "hooks_api", "hooks_api_token"}:
+        restart = self._running and bool(
+            updated & ({"hooks_config", "hooks_api", "hooks_api_token"} | EVENT_OPTIONS)
+        )
+        if restart:
             self._stop_background()
-            self._start_background()
+        try:
+            if "hooks_api" in updated or "hooks_api_token" in updated:
+                self._check_api_options()
+            if updated & EVENT_OPTIONS:
+                self._configure_events()
+            if "hooks_config" in updated:
+                self._load_config(ctx.options.hooks_config)
+        finally:
+            # Also after a rejected change: mitmproxy rolls the option back, we carry on as before.
+            if restart:
+                self._start_background()
 
     def running(self) -> None:
         # Sync on purpose: an async running() breaks mitmproxy's hot reload of the -s file.
@@ -182,7 +224,7 @@ class ProxyHooks:
         pending = self._pending.pop(flow.id, None)
         if pending is not None:
             pending.run.error = pending.run.error or (flow.error.msg if flow.error else None)
-            self.recorder.record(pending.run)
+            self._record(pending.run)
 
     # --- internals ---
 
@@ -190,7 +232,7 @@ class ProxyHooks:
         assert flow.response is not None
         flow.response.headers[HOOK_HEADER] = run.hook_id
         run.status = flow.response.status_code
-        self.recorder.record(run)
+        self._record(run)
 
     def _compiled_containers(self) -> list[CompiledContainer]:
         if self.containers is None:
@@ -246,7 +288,12 @@ class ProxyHooks:
         run.settle(verdict)
         if not verdict.failed:
             run.outcome = "observed"
+        self._record(run)
+
+    def _record(self, run: HookRun) -> None:
         self.recorder.record(run)
+        if self.events is not None:
+            self.events.record(run)
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.get_running_loop().create_task(coro)
@@ -273,6 +320,24 @@ class ProxyHooks:
         names = ", ".join(f"{n} v{s.last_good.version}" for n, s in self.containers if s.last_good)
         log.info("proxy-hooks: enforcing hooks of %s", names)
 
+    def _configure_events(self) -> None:
+        path = ctx.options.hooks_events
+        for name in ("hooks_events_max_rows", "hooks_events_queue"):
+            if getattr(ctx.options, name) < 1:
+                raise exceptions.OptionsError(f"{name} must be at least 1")
+        if ctx.options.hooks_events_max_age_days < 0:
+            raise exceptions.OptionsError("hooks_events_max_age_days must be 0 (keep) or more")
+        if not path:
+            self.events = None
+            return
+        days = ctx.options.hooks_events_max_age_days
+        self.events = EventRecorder(
+            SQLiteEventStore(Path(path)),
+            queue_size=ctx.options.hooks_events_queue,
+            max_rows=ctx.options.hooks_events_max_rows,
+            max_age=dt.timedelta(days=days) if days else None,
+        )
+
     def _check_api_options(self) -> None:
         listen = ctx.options.hooks_api
         if not listen:
@@ -284,8 +349,12 @@ class ProxyHooks:
             raise exceptions.OptionsError(f"hooks_api: {exc}") from None
 
     def _start_background(self) -> None:
+        if self.events is not None:
+            self.events.start()
         if self.containers is None:
             return
+        for name, store in self.containers:
+            store.on_change = functools.partial(self._config_changed, name)
         self._watch_stop = asyncio.Event()
         self._spawn(watch_hooks_files(self.containers, self._watch_stop))
         listen = ctx.options.hooks_api
@@ -301,11 +370,17 @@ class ProxyHooks:
     async def _serve_api(self, sock: socket.socket) -> None:
         assert self.containers is not None
         token = resolve_token(ctx.options.hooks_api_token)
-        self._api_runner, self._api_server = await serve_socket(self.containers, sock, token)
+        self._api_runner, self._api_server = await serve_socket(self.containers, sock, token, self.events)
         self.api_url = url_of(sock)
         log.info("proxy-hooks control API listening on %s", self.api_url)
 
+    def _config_changed(self, container: str, kind: str, version: int | None, problems: Any) -> None:
+        if self.events is not None:
+            self.events.config_changed(container, kind, version, problems)
+
     def _stop_background(self) -> None:
+        if self.events is not None:
+            self.events.stop()
         if self._watch_stop is not None:
             self._watch_stop.set()
             self._watch_stop = None

@@ -60,7 +60,11 @@ class HookRun:
     duration_ms: float | None = None
     error: str | None = None
     stderr: str | None = None  # what the script wrote there, trimmed: traces, diagnostics
-    ts: str = field(default_factory=lambda: dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds"))
+    ts: str = field(
+        default_factory=lambda: (
+            dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        )
+    )
 
     @property
     def blocked(self) -> bool:

@@ -54,12 +54,17 @@ class Runtimes:
         return [str(script)]
 
     def name(self, script: Path) -> str:
-        suffix = script.suffix.lower()
-        if suffix == ".py":
-            return "python"
-        if suffix in (".js", ".mjs", ".cjs"):
-            return "node"
-        return "bash" if suffix == ".sh" else "exec"
+        return runtime_name(script)
+
+
+def runtime_name(script: Path | str) -> str:
+    """python, node, bash, or exec (run directly), from the extension."""
+    suffix = Path(script).suffix.lower()
+    if suffix == ".py":
+        return "python"
+    if suffix in (".js", ".mjs", ".cjs"):
+        return "node"
+    return "bash" if suffix == ".sh" else "exec"
 
 
 def minimal_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:

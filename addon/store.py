@@ -155,6 +155,9 @@ class HooksStore:
         # a lock-free reader never pairs new bytes with an old snapshot.
         self._cache: tuple[str | None, Snapshot] | None = None
         self.error: FileUnusable | None = None
+        # Told (from whichever thread read the file) when a new version takes effect or an
+        # edit is rejected: ("reload", version, None) or ("rejected", None, problems).
+        self.on_change: Callable[[str, int | None, list[Problem] | None], None] | None = None
 
     # --- reading ---
 
@@ -265,16 +268,21 @@ class HooksStore:
 
     def _accept(self, raw_digest: str, hooks_file: HooksFile) -> Snapshot:
         snapshot = Snapshot(self.path, hooks_file)
+        previous = self.last_good
         self._cache = (raw_digest, snapshot)
         if self.error is not None:
             log.info("%s is valid again (version %d)", self.path, snapshot.version)
         self.error = None
+        if previous is not None and previous.version != snapshot.version and self.on_change:
+            self.on_change("reload", snapshot.version, None)
         return snapshot
 
     def _fail(self, problems: list[Problem]) -> Snapshot:
         error = FileUnusable(self.path, problems)
         if self.error is None or self.error.problems != problems:
             log.warning("%s: keeping the last good version: %s", self.path, error)
+            if self.on_change and self._cache is not None:
+                self.on_change("rejected", None, problems)
         self.error = error
         if self._cache is None:
             raise error

@@ -10,9 +10,10 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from addon.containers import Containers
-from control_api import hooks_routes
+from addon.event_recorder import EventRecorder
+from control_api import events_routes, hooks_routes
 from control_api.envelope import ApiError, error_body, ok
-from control_api.keys import CONTAINERS, ETAG, MAX_BODY_BYTES, TOKEN
+from control_api.keys import CONTAINERS, ETAG, EVENTS, MAX_BODY_BYTES, TOKEN
 
 log = logging.getLogger(__name__)
 
@@ -78,13 +79,26 @@ async def healthz(request: web.Request) -> web.Response:
             }
         )
     status = "ok" if all(c["error"] is None for c in containers) else "degraded"
-    return ok("OK", {"status": status, "containers": containers})
+    data: dict[str, object] = {"status": status, "containers": containers}
+    events = request.app.get(EVENTS)
+    if events is not None:
+        data["events"] = {
+            "store": str(events.store.path),
+            "recording": events.recording,
+            "written": events.written,
+            "dropped": events.dropped,
+            "error": events.error,
+        }
+    return ok("OK", data)
 
 
-def make_app(containers: Containers, token: str = "") -> web.Application:
+def make_app(containers: Containers, token: str = "", events: EventRecorder | None = None) -> web.Application:
     app = web.Application(middlewares=[envelope_middleware, auth_middleware], client_max_size=MAX_BODY_BYTES)
     app[CONTAINERS] = containers
     app[TOKEN] = token
+    if events is not None:
+        app[EVENTS] = events
     app.router.add_get("/healthz", healthz)
     hooks_routes.add_routes(app)
+    events_routes.add_routes(app)
     return app

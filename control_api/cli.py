@@ -6,10 +6,13 @@ import argparse
 import asyncio
 import logging
 import signal
+import sqlite3
 import sys
 from pathlib import Path
 
 from addon.containers import ConfigError, Containers, check
+from addon.event_recorder import EventRecorder, default_events_path
+from addon.event_store import SQLiteEventStore
 from control_api.server import (
     DEFAULT_LISTEN,
     TOKEN_ENV,
@@ -41,6 +44,11 @@ def _parser() -> argparse.ArgumentParser:
     api.add_argument(
         "--token", default=None, help=f"require 'Authorization: Bearer TOKEN' (default: ${TOKEN_ENV})"
     )
+    api.add_argument(
+        "--events",
+        default=str(default_events_path()),
+        help="the events store (SQLite) a proxy records into, to serve events and stats from; empty: none",
+    )
 
     run = commands.add_parser(
         "run",
@@ -62,6 +70,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--token", default=None, help=f"control API bearer token (default: ${TOKEN_ENV})")
     run.add_argument(
+        "--events",
+        default=None,
+        help=f"SQLite file recording every hook run (default {default_events_path()})",
+    )
+    run.add_argument(
         "--mode",
         action="append",
         default=[],
@@ -73,8 +86,25 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-async def _serve(containers: Containers, host: str, port: int, token: str) -> None:
-    runner = await start_api(containers, host, port, token)
+def _events_reader(path: str) -> EventRecorder | None:
+    """The standalone API reads events some proxy recorded; it records none itself."""
+    if not path:
+        return None
+    events = EventRecorder(SQLiteEventStore(Path(path)))
+    try:
+        events.store.create()
+    except (sqlite3.Error, OSError) as exc:
+        print(
+            f"proxy-hooks api: events store {path} unusable ({exc}); serving without events", file=sys.stderr
+        )
+        return None
+    return events
+
+
+async def _serve(
+    containers: Containers, host: str, port: int, token: str, events: EventRecorder | None
+) -> None:
+    runner = await start_api(containers, host, port, token, events)
     names = ", ".join(f"{name} v{store.last_good.version}" for name, store in containers if store.last_good)
     for url in describe_addresses(runner):
         print(f"proxy-hooks api listening on {url} (containers: {names})", flush=True)
@@ -103,7 +133,7 @@ def _run_api(args: argparse.Namespace) -> int:
             print(f"  {line}", file=sys.stderr)
         return 2
     try:
-        asyncio.run(_serve(containers, host, port, token))
+        asyncio.run(_serve(containers, host, port, token, _events_reader(args.events)))
     except OSError as exc:
         print(f"proxy-hooks api: cannot listen on {args.listen}: {exc.strerror or exc}", file=sys.stderr)
         return 2
@@ -126,6 +156,8 @@ def _run_proxy(args: argparse.Namespace, extra: list[str]) -> int:
     from addon.launcher import LaunchError, launch
 
     try:
+        if args.events is not None:
+            extra = [*extra, "--set", f"hooks_events={args.events}"]
         return launch(args.config, args.listen_host, args.listen_port, args.api, args.mode, extra, args.token)
     except LaunchError as exc:
         print(f"proxy-hooks run: cannot load the hooks configuration:\n{exc}", file=sys.stderr)

@@ -43,7 +43,7 @@ def invalid(problems: list[Problem]) -> ApiError:
     return ApiError(422, "Invalid hook", "VALIDATION_ERROR", problems)
 
 
-async def _current(request: web.Request) -> tuple[HooksStore, Snapshot]:
+async def load_container(request: web.Request) -> tuple[HooksStore, Snapshot]:
     store = request.app[CONTAINERS].get(request.match_info["id"])
     if store is None:
         raise not_found()
@@ -102,7 +102,7 @@ class _Write:
 async def _begin_write(request: web.Request) -> _Write:
     """The checks every write makes before reading its body, in the contract's order: 404 for
     the container, service and (when the route names one) hook, then 428 and 412."""
-    store, snapshot = await _current(request)
+    store, snapshot = await load_container(request)
     service = request.match_info["service"]
     hook_id = request.match_info.get("hookId")
     if hook_id is None:
@@ -137,7 +137,7 @@ async def _commit(request: web.Request, write: _Write, change: Change[T]) -> tup
 
 
 async def list_container_hooks(request: web.Request) -> web.Response:
-    _, snapshot = await _current(request)
+    _, snapshot = await load_container(request)
     hooks_file = snapshot.hooks_file
     hooks = {
         service: [hook_view(i, h) for i, h in enumerate(hooks_file.hooks.get(service, []))]
@@ -147,14 +147,14 @@ async def list_container_hooks(request: web.Request) -> web.Response:
 
 
 async def list_service_hooks(request: web.Request) -> web.Response:
-    _, snapshot = await _current(request)
+    _, snapshot = await load_container(request)
     service = request.match_info["service"]
     hooks = [hook_view(i, h) for i, h in enumerate(_service_hooks(snapshot, service))]
     return ok("Service hooks listed successfully", _versioned(snapshot, service=service, hooks=hooks))
 
 
 async def get_hook(request: web.Request) -> web.Response:
-    _, snapshot = await _current(request)
+    _, snapshot = await load_container(request)
     position, hook = _find(snapshot, request.match_info["service"], request.match_info["hookId"])
     return ok("Hook retrieved successfully", _versioned(snapshot, hook=hook_view(position, hook)))
 

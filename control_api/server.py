@@ -14,6 +14,7 @@ import socket
 from aiohttp import web
 
 from addon.containers import Containers
+from addon.event_recorder import EventRecorder
 from control_api.app import make_app
 
 TOKEN_ENV = "PROXY_HOOKS_API_TOKEN"
@@ -56,10 +57,12 @@ def check_listen(host: str, token: str) -> None:
         )
 
 
-async def start_api(containers: Containers, host: str, port: int, token: str) -> web.AppRunner:
+async def start_api(
+    containers: Containers, host: str, port: int, token: str, events: EventRecorder | None = None
+) -> web.AppRunner:
     """Start the API on the running loop; `runner.addresses` has the real port."""
     check_listen(host, token)
-    runner = web.AppRunner(make_app(containers, token), access_log=None, shutdown_timeout=1)
+    runner = web.AppRunner(make_app(containers, token, events), access_log=None, shutdown_timeout=1)
     await runner.setup()
     try:
         await web.TCPSite(runner, host, port).start()
@@ -85,11 +88,11 @@ def bind(host: str, port: int) -> socket.socket:
 
 
 async def serve_socket(
-    containers: Containers, sock: socket.socket, token: str
+    containers: Containers, sock: socket.socket, token: str, events: EventRecorder | None = None
 ) -> tuple[web.AppRunner, asyncio.Server]:
     """Serve the API on an already bound socket. Closing the returned server stops listening
     at once (synchronously); `runner.cleanup()` then finishes open requests."""
-    runner = web.AppRunner(make_app(containers, token), access_log=None, shutdown_timeout=1)
+    runner = web.AppRunner(make_app(containers, token, events), access_log=None, shutdown_timeout=1)
     await runner.setup()
     assert runner.server is not None
     server = await asyncio.get_running_loop().create_server(runner.server, sock=sock)

@@ -75,10 +75,22 @@ def demo(**changes: Any) -> dict[str, Any]:
 class ApiProcess:
     """A real `proxy-hooks api` subprocess; `url` is where it listens."""
 
-    def __init__(self, config: Path, *extra: str, env: dict[str, str] | None = None):
+    def __init__(
+        self, config: Path, *extra: str, env: dict[str, str] | None = None, events: Path | None = None
+    ):
         self.config = config
         self.proc = subprocess.Popen(
-            [*proxy_hooks_command(), "api", "--config", str(config), "--listen", "127.0.0.1:0", *extra],
+            [
+                *proxy_hooks_command(),
+                "api",
+                "--config",
+                str(config),
+                "--listen",
+                "127.0.0.1:0",
+                "--events",
+                str(events or (config if config.is_dir() else config.parent) / "events.db"),
+                *extra,
+            ],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,

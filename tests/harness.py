@@ -113,6 +113,7 @@ class Mitmdump:
             "-s", str(ADDON),
             "--set", f"hooks_config={config}",
             "--set", "hooks_api=127.0.0.1:0",
+            "--set", f"hooks_events={confdir / 'events.db'}",
             *extra,
         ]  # fmt: skip
         self.proc = subprocess.Popen(

@@ -11,7 +11,6 @@ import subprocess
 import threading
 import time
 import uuid
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -19,51 +18,10 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.harness import Mitmdump, Upstream, container_doc, hook, set_hooks, wait_for, write_json
+from tests.harness import Mitmdump, Upstream, hook, set_hooks, wait_for
+from tests.proxy_fixtures import api, client, home, proxy, upstream  # noqa: F401 - fixtures
 
-SCRIPTS = Path(__file__).parent / "scripts"
 LANGS = {"py": "python", "js": "node", "sh": "bash"}
-
-
-@pytest.fixture(scope="module")
-def upstream() -> Iterator[Upstream]:
-    server = Upstream()
-    yield server
-    server.stop()
-
-
-@pytest.fixture(scope="module")
-def home(tmp_path_factory: pytest.TempPathFactory, upstream: Upstream) -> Path:
-    folder = tmp_path_factory.mktemp("proxy")
-    shutil.copytree(SCRIPTS, folder / "scripts")
-    # No known extension: executed directly, through its shebang.
-    executable = shutil.copy(folder / "scripts" / "act.sh", folder / "scripts" / "act-exec")
-    Path(executable).chmod(0o755)
-    write_json(folder / "e2e.json", container_doc(upstream))
-    return folder
-
-
-@pytest.fixture(scope="module")
-def proxy(home: Path, upstream: Upstream) -> Iterator[Mitmdump]:
-    process = Mitmdump(
-        home / "e2e.json", home / "confdir", reverse_to=upstream.url, env={"PROXY_HOOKS_TEST_SECRET": "leak"}
-    )
-    yield process
-    process.stop()
-
-
-@pytest.fixture(scope="module")
-def api(proxy: Mitmdump) -> Iterator[httpx.Client]:
-    with proxy.api() as client:
-        yield client
-
-
-@pytest.fixture
-def client(proxy: Mitmdump, api: httpx.Client) -> Iterator[httpx.Client]:
-    for service in ("auth", "billing"):
-        set_hooks(api, "e2e", service, [])
-    with proxy.client() as http:
-        yield http
 
 
 def marker() -> str:

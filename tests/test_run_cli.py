@@ -29,7 +29,8 @@ def test_run_serves_the_proxy_and_the_api(tmp_path: Path) -> None:
     api_port = free_port()
     proc = subprocess.Popen(
         [*proxy_hooks_command(), "run", "--config", str(path), "--listen-port", "0",
-         "--api", f"127.0.0.1:{api_port}", "--set", f"confdir={tmp_path / 'conf'}"],
+         "--api", f"127.0.0.1:{api_port}", "--events", str(tmp_path / "events.db"),
+         "--set", f"confdir={tmp_path / 'conf'}"],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
     lines: list[str] = []

@@ -1,0 +1,234 @@
+"""Events in an embedded SQLite file (WAL): written in batches by one writer, read by many.
+
+Every method is blocking; the recorder calls the writes from its own thread and the API runs
+reads with `asyncio.to_thread`. Each call opens what it needs: SQLite connections are cheap
+and must not cross threads.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import math
+import sqlite3
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from addon.events import OUTCOMES, Event, EventQuery, iso_utc
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS events (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    id TEXT NOT NULL UNIQUE,
+    ts TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    container TEXT NOT NULL,
+    service TEXT,
+    hook_id TEXT,
+    outcome TEXT,
+    blocked INTEGER NOT NULL DEFAULT 0,
+    duration_ms REAL,
+    data TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS events_by_container ON events (container, seq);
+CREATE INDEX IF NOT EXISTS events_by_hook ON events (container, hook_id, seq);
+CREATE INDEX IF NOT EXISTS events_by_time ON events (container, ts);
+"""
+PRUNE_CHUNK = 5000
+PERIODS = {"24h": dt.timedelta(hours=24), "7d": dt.timedelta(days=7), "30d": dt.timedelta(days=30)}
+
+
+class SQLiteEventStore:
+    def __init__(self, path: Path):
+        self.path = path
+
+    @contextlib.contextmanager
+    def _connect(self) -> Iterator[sqlite3.Connection]:
+        db = sqlite3.connect(self.path, timeout=10, isolation_level=None)
+        try:
+            db.execute("PRAGMA busy_timeout = 10000")
+            yield db
+        finally:
+            db.close()
+
+    def create(self) -> None:
+        """Create the file and schema; raises sqlite3.Error/OSError when it cannot."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self._connect() as db:
+            db.execute("PRAGMA journal_mode = WAL")
+            db.executescript(SCHEMA)
+            db.execute("SELECT count(*) FROM events").fetchone()  # a corrupt file fails here
+
+    # --- writing (the recorder's thread) ---
+
+    def insert(self, events: Sequence[Event]) -> list[tuple[int, Event]]:
+        rows = [
+            (e.id, e.ts, e.kind, e.container, e.service, e.hook_id, e.outcome, int(e.blocked),
+             e.duration_ms, e.model_dump_json())
+            for e in events
+        ]  # fmt: skip
+        with self._connect() as db:
+            db.execute("PRAGMA synchronous = NORMAL")  # WAL + NORMAL: durable across process crashes
+            db.execute("BEGIN")
+            seqs = [
+                int(
+                    db.execute(
+                        "INSERT INTO events (id, ts, kind, container, service, hook_id, outcome, blocked,"
+                        " duration_ms, data) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        row,
+                    ).lastrowid
+                    or 0
+                )
+                for row in rows
+            ]
+            db.execute("COMMIT")
+        return list(zip(seqs, events, strict=True))
+
+    def prune(self, max_rows: int, max_age: dt.timedelta | None) -> int:
+        """Drop the oldest rows beyond `max_rows` and those older than `max_age`, a chunk at a
+        time so a large backlog never holds the write lock for long."""
+        removed = 0
+        with self._connect() as db:
+            if max_age is not None:
+                cutoff = iso_utc(dt.datetime.now(dt.UTC) - max_age)
+                removed += db.execute(
+                    "DELETE FROM events WHERE seq IN"
+                    " (SELECT seq FROM events WHERE ts < ? ORDER BY seq LIMIT ?)",
+                    (cutoff, PRUNE_CHUNK),
+                ).rowcount
+            row = db.execute(
+                "SELECT seq FROM events ORDER BY seq DESC LIMIT 1 OFFSET ?", (max_rows,)
+            ).fetchone()
+            if row is not None:
+                removed += db.execute(
+                    "DELETE FROM events WHERE seq IN"
+                    " (SELECT seq FROM events WHERE seq <= ? ORDER BY seq LIMIT ?)",
+                    (row[0], PRUNE_CHUNK),
+                ).rowcount
+        return removed
+
+    # --- reading ---
+
+    def query(
+        self, container: str, query: EventQuery, after: int | None = None
+    ) -> tuple[list[tuple[int, Event]], str | None]:
+        """Newest first, a page at a time; with `after` (a stream), oldest first from there."""
+        where, params = _filters(container, query)
+        if after is not None:
+            where.append("seq > ?")
+            params.append(after)
+            order = "ASC"
+        else:
+            if query.cursor is not None:
+                where.append("seq < ?")
+                params.append(int(query.cursor))
+            order = "DESC"
+        sql = f"SELECT seq, data FROM events WHERE {' AND '.join(where)} ORDER BY seq {order} LIMIT ?"
+        with self._connect() as db:
+            rows = db.execute(sql, [*params, query.limit + 1]).fetchall()
+        page = [(seq, Event.model_validate_json(data)) for seq, data in rows[: query.limit]]
+        more = len(rows) > query.limit and after is None
+        return page, (str(page[-1][0]) if more and page else None)
+
+    def runs(
+        self, container: str, service: str, hook_id: str, last: int, outcomes: Sequence[str]
+    ) -> list[Event]:
+        query = EventQuery(service=service, hookId=hook_id, outcome=list(outcomes), kind=["run"], limit=last)
+        return [event for _, event in self.query(container, query)[0]]
+
+    def last_seq(self, container: str) -> int:
+        with self._connect() as db:
+            row = db.execute("SELECT max(seq) FROM events WHERE container = ?", (container,)).fetchone()
+        return int(row[0] or 0)
+
+    def count(self) -> int:
+        with self._connect() as db:
+            return int(db.execute("SELECT count(*) FROM events").fetchone()[0])
+
+    def stats(self, container: str, period: str) -> dict[str, Any]:
+        since = iso_utc(dt.datetime.now(dt.UTC) - PERIODS[period])
+        base = "FROM events WHERE container = ? AND kind = 'run' AND ts >= ?"
+        args = (container, since)
+        with self._connect() as db:
+            total, blocked, avg = db.execute(
+                f"SELECT count(*), coalesce(sum(blocked), 0), avg(duration_ms) {base}", args
+            ).fetchone()
+            timed = db.execute(f"SELECT count(duration_ms) {base}", args).fetchone()[0]
+            p95 = None
+            if timed:
+                rank = math.ceil(0.95 * timed) - 1  # nearest-rank percentile
+                p95 = db.execute(
+                    f"SELECT duration_ms {base} AND duration_ms IS NOT NULL"
+                    " ORDER BY duration_ms LIMIT 1 OFFSET ?",
+                    (*args, rank),
+                ).fetchone()[0]
+            by_outcome = dict(
+                db.execute(f"SELECT outcome, count(*) {base} GROUP BY outcome", args).fetchall()
+            )
+            services = db.execute(
+                f"SELECT service, count(*), sum(blocked), avg(duration_ms) {base}"
+                " GROUP BY service ORDER BY service",
+                args,
+            ).fetchall()
+            hooks = db.execute(
+                f"SELECT hook_id, service, count(*), sum(blocked), avg(duration_ms) {base}"
+                " GROUP BY hook_id, service ORDER BY count(*) DESC, hook_id",
+                args,
+            ).fetchall()
+            days = db.execute(
+                f"SELECT substr(ts, 1, 10) AS day, count(*), sum(blocked), avg(duration_ms) {base}"
+                " GROUP BY day ORDER BY day",
+                args,
+            ).fetchall()
+        return {
+            "period": period,
+            "totalEvents": total,
+            "blockedEvents": blocked,
+            "blockRate": round(blocked * 100 / total, 2) if total else 0,
+            "avgDurationMs": _ms(avg),
+            "p95DurationMs": _ms(p95),
+            "eventsByOutcome": {outcome: by_outcome.get(outcome, 0) for outcome in OUTCOMES},
+            "serviceBreakdown": [
+                {"service": s, "total": n, "blocked": b, "avgDurationMs": _ms(d)} for s, n, b, d in services
+            ],
+            "hookBreakdown": [
+                {"hookId": h, "service": s, "total": n, "blocked": b, "avgDurationMs": _ms(d)}
+                for h, s, n, b, d in hooks
+            ],
+            "dailyActivity": [
+                {"date": day, "total": n, "blocked": b, "allowed": n - b, "avgDurationMs": _ms(d)}
+                for day, n, b, d in days
+            ],
+        }
+
+
+def _ms(value: float | None) -> float:
+    return round(value, 3) if value is not None else 0
+
+
+def _filters(container: str, query: EventQuery) -> tuple[list[str], list[Any]]:
+    where: list[str] = ["container = ?"]
+    params: list[Any] = [container]
+    if query.service is not None:
+        where.append("service = ?")
+        params.append(query.service)
+    if query.hookId is not None:
+        where.append("hook_id = ?")
+        params.append(query.hookId)
+    if query.outcome:
+        where.append(f"outcome IN ({', '.join('?' * len(query.outcome))})")
+        params.extend(query.outcome)
+    if query.kind:
+        where.append(f"kind IN ({', '.join('?' * len(query.kind))})")
+        params.extend(query.kind)
+    if query.blocked is not None:
+        where.append("blocked = ?")
+        params.append(int(query.blocked))
+    if query.since is not None:
+        where.append("ts >= ?")
+        params.append(iso_utc(query.since))
+    if query.until is not None:
+        where.append("ts < ?")
+        params.append(iso_utc(query.until))
+    return where, params

@@ -1,0 +1,60 @@
+"""Fixtures for tests through a real mitmdump with the addon, in front of a real upstream.
+
+Import them into a test module (`from tests.proxy_fixtures import ...`): each module then gets
+its own proxy, upstream and container, and these `api`/`client` shadow conftest's (which drive
+a standalone `proxy-hooks api`).
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.harness import Mitmdump, Upstream, container_doc, set_hooks, write_json
+
+SCRIPTS = Path(__file__).parent / "scripts"
+
+
+@pytest.fixture(scope="module")
+def upstream() -> Iterator[Upstream]:
+    server = Upstream()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory: pytest.TempPathFactory, upstream: Upstream) -> Path:
+    folder = tmp_path_factory.mktemp("proxy")
+    shutil.copytree(SCRIPTS, folder / "scripts")
+    # No known extension: executed directly, through its shebang.
+    executable = shutil.copy(folder / "scripts" / "act.sh", folder / "scripts" / "act-exec")
+    Path(executable).chmod(0o755)
+    write_json(folder / "e2e.json", container_doc(upstream))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def proxy(home: Path, upstream: Upstream) -> Iterator[Mitmdump]:
+    process = Mitmdump(
+        home / "e2e.json", home / "confdir", reverse_to=upstream.url, env={"PROXY_HOOKS_TEST_SECRET": "leak"}
+    )
+    yield process
+    process.stop()
+
+
+@pytest.fixture(scope="module")
+def api(proxy: Mitmdump) -> Iterator[httpx.Client]:
+    with proxy.api() as client:
+        yield client
+
+
+@pytest.fixture
+def client(proxy: Mitmdump, api: httpx.Client) -> Iterator[httpx.Client]:
+    for service in ("auth", "billing"):
+        set_hooks(api, "e2e", service, [])
+    with proxy.client() as http:
+        yield http

@@ -1,0 +1,109 @@
+"""The events store and recorder on a real SQLite file: batching, drops counted exactly,
+retention, restarts, a corrupt file."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+from pathlib import Path
+
+import pytest
+
+from addon.event_recorder import EventRecorder
+from addon.event_store import SQLiteEventStore
+from addon.events import Event, EventQuery, iso_utc
+from tests.harness import wait_for
+
+
+def event(n: int, **fields: object) -> Event:
+    data = {
+        "container": "c",
+        "service": "s",
+        "hook_id": f"h{n % 3}",
+        "outcome": "continued",
+        "duration_ms": n,
+    }
+    return Event.model_validate({**data, **fields})
+
+
+async def test_a_flood_is_recorded_completely(tmp_path: Path) -> None:
+    recorder = EventRecorder(SQLiteEventStore(tmp_path / "events.db"))
+    assert recorder.start()
+    for n in range(5000):
+        recorder.add(event(n))
+    recorder.stop()
+    assert recorder.dropped == 0 and recorder.written == 5000
+    assert recorder.store.count() == 5000
+
+
+async def test_a_tiny_queue_drops_and_counts_exactly(tmp_path: Path) -> None:
+    recorder = EventRecorder(SQLiteEventStore(tmp_path / "events.db"), queue_size=10)
+    assert recorder.start()
+    for n in range(5000):
+        recorder.add(event(n))  # never waits: what does not fit is dropped
+    recorder.stop()
+    assert recorder.dropped > 0
+    assert recorder.written + recorder.dropped == 5000
+    assert recorder.store.count() == recorder.written
+
+
+async def test_retention_keeps_the_newest_rows_and_survives_a_restart(tmp_path: Path) -> None:
+    path = tmp_path / "events.db"
+    recorder = EventRecorder(SQLiteEventStore(path), max_rows=100)
+    assert recorder.start()
+    for n in range(250):
+        recorder.add(event(n, path=f"/{n}"))
+    recorder.stop()  # stopping flushes and applies retention
+    reopened = SQLiteEventStore(path)
+    page, _ = reopened.query("c", EventQuery(limit=500))
+    assert [e.path for _, e in page] == [f"/{n}" for n in range(249, 149, -1)]
+
+
+async def test_retention_by_age(tmp_path: Path) -> None:
+    recorder = EventRecorder(SQLiteEventStore(tmp_path / "events.db"), max_age=dt.timedelta(days=1))
+    assert recorder.start()
+    old = iso_utc(dt.datetime.now(dt.UTC) - dt.timedelta(days=3))
+    for n in range(10):
+        recorder.add(event(n, ts=old))
+    recorder.add(event(99))
+    recorder.stop()
+    assert [e.duration_ms for _, e in recorder.store.query("c", EventQuery())[0]] == [99.0]
+
+
+async def test_a_corrupt_file_is_a_warning_and_runs_are_counted(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "events.db"
+    path.write_bytes(b"this is not a database" * 100)
+    recorder = EventRecorder(SQLiteEventStore(path))
+    with caplog.at_level(logging.WARNING):
+        assert not recorder.start()
+    assert "unusable" in caplog.text and recorder.error is not None
+    recorder.add(event(1))
+    assert recorder.dropped == 1
+    assert path.read_bytes().startswith(b"this is not a database")  # left as it was
+
+
+async def test_cursor_paging_walks_every_row_once(tmp_path: Path) -> None:
+    store = SQLiteEventStore(tmp_path / "events.db")
+    store.create()
+    store.insert([event(n) for n in range(23)])
+    seen, cursor = [], None
+    while True:
+        page, cursor = store.query("c", EventQuery(limit=5, cursor=cursor))
+        seen += [e.duration_ms for _, e in page]
+        if cursor is None:
+            break
+    assert seen == [float(n) for n in range(22, -1, -1)]
+
+
+async def test_hub_wakes_a_waiting_reader(tmp_path: Path) -> None:
+    recorder = EventRecorder(SQLiteEventStore(tmp_path / "events.db"))
+    assert recorder.start()
+    assert recorder.hub is not None
+    waiter = asyncio.ensure_future(recorder.hub.wait(30))
+    recorder.add(event(1))
+    await asyncio.wait_for(waiter, 10)
+    recorder.stop()
+    wait_for(lambda: recorder.store.count() == 1, 5, "the event to be stored")
