@@ -10,6 +10,7 @@ import shutil
 import threading
 import uuid
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -325,3 +326,38 @@ def test_catalog_shows_what_will_run(api: httpx.Client, home: Path) -> None:
 def test_health_reports_the_events_store(api: httpx.Client) -> None:
     health = api.get("/healthz").json()["data"]["events"]
     assert health["recording"] is True and health["dropped"] == 0 and health["error"] is None
+
+
+FLOOD = 1000
+
+
+def test_a_flood_through_the_proxy_is_recorded_completely(
+    proxy: Mitmdump, api: httpx.Client, home: Path
+) -> None:
+    """As fast as 8 clients can push flows through a cheap hook (a copy of `true`, run directly):
+    every run is recorded, none dropped. (5,000 through the recorder alone: test_events_store.)"""
+    true = shutil.which("true")
+    assert true is not None
+    shutil.copy(true, home / "scripts" / "true-exec")
+    [hook_id] = [
+        h["id"] for h in set_hooks(api, "e2e", "billing", [hook("/flood/**", "/true-exec")])["hooks"]
+    ]
+    dropped_before = api.get("/healthz").json()["data"]["events"]["dropped"]
+
+    def push(worker: int) -> list[int]:
+        with proxy.client() as http:
+            return [
+                http.get(f"http://billing.test/flood/{worker}/{n}").status_code for n in range(FLOOD // 8)
+            ]
+
+    with ThreadPoolExecutor(8) as pool:
+        statuses = [s for batch in pool.map(push, range(8)) for s in batch]
+    assert statuses == [200] * FLOOD
+    url = f"/api/v1/containers/e2e/proxy/hooks/billing/{hook_id}/runs"
+    wait_for(
+        lambda: len(api.get(url, params={"last": 500}).json()["data"]["runs"]) == 500, 20, "runs recorded"
+    )
+    stats = api.get("/api/v1/containers/e2e/proxy/stats", params={"period": "24h"}).json()["data"]
+    recorded = next(h["total"] for h in stats["hookBreakdown"] if h["hookId"] == hook_id)
+    assert recorded == FLOOD
+    assert api.get("/healthz").json()["data"]["events"]["dropped"] == dropped_before == 0
