@@ -100,3 +100,30 @@ async def test_a_run_is_noted_in_flow_metadata_and_recorded(tmp_path: Path) -> N
     [run] = recorder.runs
     assert run["status"] == 403 and run["reason"] == "no" and run["exit_code"] == 0
     assert run["runtime"] == "python" and run["client"] == "127.0.0.1"
+
+
+async def test_a_corrupt_events_file_is_a_warning_and_the_proxy_serves_on(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = write_container(
+        tmp_path / "demo.json",
+        demo(hooks={"auth": [{"id": "01hz8x9k2b3c4d5e6f7g8h9j0k", "match": {"method": "*", "path": "/**"},
+                              "script": {"path": "/hooks/block.sh"}}]}),
+    )  # fmt: skip
+    (tmp_path / "scripts" / "hooks" / "block.sh").write_text("echo no >&2; exit 2\n")
+    events = tmp_path / "events.db"
+    events.write_bytes(b"garbage, not SQLite" * 50)
+    addon = ProxyHooks()
+    with taddons.context(addon) as tctx, caplog.at_level(logging.WARNING):
+        tctx.configure(addon, hooks_config=str(path), hooks_api="", hooks_events=str(events))
+        addon.running()
+        try:
+            assert "unusable" in caplog.text
+            flow = flow_to("auth.demo.test")
+            await addon.request(flow)
+            await addon.response(flow)
+            assert flow.response is not None and flow.response.status_code == 403
+            assert addon.events is not None and addon.events.dropped == 1
+        finally:
+            addon.done()
+    assert events.read_bytes().startswith(b"garbage")
