@@ -328,14 +328,15 @@ def test_health_reports_the_events_store(api: httpx.Client) -> None:
     assert health["recording"] is True and health["dropped"] == 0 and health["error"] is None
 
 
-FLOOD = 1000
+FLOOD = 5000
 
 
 def test_a_flood_through_the_proxy_is_recorded_completely(
     proxy: Mitmdump, api: httpx.Client, home: Path
 ) -> None:
-    """As fast as 8 clients can push flows through a cheap hook (a copy of `true`, run directly):
-    every run is recorded, none dropped. (5,000 through the recorder alone: test_events_store.)"""
+    """5,000 flows as fast as 8 clients can push them through a cheap hook (a copy of `true`, run
+    directly): every run is recorded, none dropped. (Drops under a tiny queue, counted exactly:
+    test_events_store.)"""
     true = shutil.which("true")
     assert true is not None
     shutil.copy(true, home / "scripts" / "true-exec")
@@ -358,6 +359,6 @@ def test_a_flood_through_the_proxy_is_recorded_completely(
         stats = api.get("/api/v1/containers/e2e/proxy/stats", params={"period": "24h"}).json()["data"]
         return int(next((h["total"] for h in stats["hookBreakdown"] if h["hookId"] == hook_id), 0))
 
-    wait_for(lambda: recorded() >= FLOOD, 20, "every run recorded")
+    wait_for(lambda: recorded() >= FLOOD, 30, "every run recorded")
     assert recorded() == FLOOD
     assert api.get("/healthz").json()["data"]["events"]["dropped"] == dropped_before == 0
