@@ -20,6 +20,18 @@ class LaunchError(Exception):
     pass
 
 
+def _names_set(args: Sequence[str]) -> set[str]:
+    """Option names given as `--set NAME=…` or `--set=NAME=…`."""
+    names = set()
+    for index, arg in enumerate(args):
+        spec = arg.removeprefix("--set=") if arg.startswith("--set=") else None
+        if arg == "--set" and index + 1 < len(args):
+            spec = args[index + 1]
+        if spec:
+            names.add(spec.split("=", 1)[0])
+    return names
+
+
 def mitmdump_args(
     config: Path,
     listen_host: str,
@@ -31,16 +43,20 @@ def mitmdump_args(
     args = ["--listen-host", listen_host, "--listen-port", str(listen_port)]
     for mode in modes:
         args += ["--mode", mode]
-    return [
-        *args,
+    ours = {
         # Services may send flows to another upstream, so connect only once the request (and
         # the hook's verdict) is known.
-        "--set", "connection_strategy=lazy",
-        "-s", str(ADDON_ENTRY),
-        "--set", f"hooks_config={config.absolute()}",
-        "--set", f"hooks_api={api}",
-        *extra,
-    ]  # fmt: skip
+        "connection_strategy": "lazy",
+        "hooks_config": str(config.absolute()),
+        "hooks_api": api,
+    }
+    # An option given twice makes mitmproxy drop *every* deferred option of the -s script,
+    # leaving the addon unconfigured: what the user passes wins, ours are left out.
+    given = _names_set(extra)
+    for name, value in ours.items():
+        if name not in given:
+            args += ["--set", f"{name}={value}"]
+    return [*args, "-s", str(ADDON_ENTRY), *extra]
 
 
 def launch(

@@ -157,7 +157,7 @@ def _run_proxy(args: argparse.Namespace, extra: list[str]) -> int:
 
     try:
         if args.events is not None:
-            extra = [*extra, "--set", f"hooks_events={args.events}"]
+            extra = ["--set", f"hooks_events={args.events}", *extra]
         return launch(args.config, args.listen_host, args.listen_port, args.api, args.mode, extra, args.token)
     except LaunchError as exc:
         print(f"proxy-hooks run: cannot load the hooks configuration:\n{exc}", file=sys.stderr)

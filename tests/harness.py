@@ -101,6 +101,7 @@ class Mitmdump:
         *extra: str,
         reverse_to: str | None = None,
         env: dict[str, str] | None = None,
+        events: str | None = None,
     ):
         self.reverse_port = free_port() if reverse_to else None
         modes = ["--mode", "regular@0"]
@@ -113,7 +114,7 @@ class Mitmdump:
             "-s", str(ADDON),
             "--set", f"hooks_config={config}",
             "--set", "hooks_api=127.0.0.1:0",
-            "--set", f"hooks_events={confdir / 'events.db'}",
+            "--set", f"hooks_events={confdir / 'events.db' if events is None else events}",
             *extra,
         ]  # fmt: skip
         self.proc = subprocess.Popen(

@@ -62,3 +62,15 @@ def test_mitmdump_args_pass_options_through(tmp_path: Path) -> None:
     args = mitmdump_args(tmp_path / "c.json", "127.0.0.1", 8080, "", ["reverse:http://x:1"], ["--set", "k=v"])
     assert args[:6] == ["--listen-host", "127.0.0.1", "--listen-port", "8080", "--mode", "reverse:http://x:1"]
     assert "connection_strategy=lazy" in args and "hooks_api=" in args and args[-2:] == ["--set", "k=v"]
+
+
+def test_an_option_the_user_sets_is_not_set_twice(tmp_path: Path) -> None:
+    """mitmproxy drops every option of an -s script when one is given twice."""
+    extra = ["--set", "hooks_api=127.0.0.1:9999", "--set=connection_strategy=eager"]
+    args = mitmdump_args(tmp_path / "c.json", "127.0.0.1", 8080, "127.0.0.1:8082", [], extra)
+    specs = [args[i + 1] for i, a in enumerate(args) if a == "--set"] + [
+        a.removeprefix("--set=") for a in args if a.startswith("--set=")
+    ]
+    names = [spec.split("=", 1)[0] for spec in specs]
+    assert sorted(names) == ["connection_strategy", "hooks_api", "hooks_config"]
+    assert "hooks_api=127.0.0.1:9999" in specs and "connection_strategy=eager" in specs
