@@ -62,15 +62,27 @@ class SQLiteEventStore:
 
     # --- writing (the recorder's thread) ---
 
-    def insert(self, events: Sequence[Event]) -> list[tuple[int, Event]]:
+    def writer(self) -> sqlite3.Connection:
+        """A connection for the single writer thread to keep: opening one per batch costs more
+        than the batch itself."""
+        db = sqlite3.connect(self.path, timeout=10, isolation_level=None)
+        db.execute("PRAGMA busy_timeout = 10000")
+        db.execute("PRAGMA synchronous = NORMAL")  # WAL + NORMAL: durable across process crashes
+        return db
+
+    def insert(
+        self, events: Sequence[Event], db: sqlite3.Connection | None = None
+    ) -> list[tuple[int, Event]]:
+        if db is None:
+            with self._connect() as own:
+                return self.insert(events, own)
         rows = [
             (e.id, e.ts, e.kind, e.container, e.service, e.hook_id, e.outcome, int(e.blocked),
              e.duration_ms, e.model_dump_json())
             for e in events
         ]  # fmt: skip
-        with self._connect() as db:
-            db.execute("PRAGMA synchronous = NORMAL")  # WAL + NORMAL: durable across process crashes
-            db.execute("BEGIN")
+        db.execute("BEGIN")
+        try:
             seqs = [
                 int(
                     db.execute(
@@ -82,7 +94,10 @@ class SQLiteEventStore:
                 )
                 for row in rows
             ]
-            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
         return list(zip(seqs, events, strict=True))
 
     def prune(self, max_rows: int, max_age: dt.timedelta | None) -> int:

@@ -69,7 +69,9 @@ class Event(BaseModel):
 
     @classmethod
     def from_run(cls, run: HookRun) -> Event:
-        return cls(
+        # Built on the event loop for every run: the fields come from our own typed record,
+        # so skip validation (model_construct) and keep the per-flow cost low.
+        return cls.model_construct(
             ts=run.ts,
             container=run.container,
             service=run.service,
