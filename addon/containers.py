@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
-from addon.store import FileUnusable, HooksStore
+from addon.store import FileUnusable, HooksStore, Snapshot
 from addon.validation import InvalidInput, json_object, load_hooks_file
 
 
@@ -93,3 +93,14 @@ def check(path: Path) -> tuple[list[str], list[str]]:
             f"{len(hooks_file.services)} services, {count} hooks)"
         )
     return problems, good
+
+
+def read_only_snapshots(path: Path) -> list[Snapshot]:
+    """Every valid container under `path`, as on disk, without writing anything (no minted ids,
+    no version bumps): for offline tools. ConfigError lists what is wrong."""
+    problems, _ = check(path)
+    if problems:
+        raise ConfigError(problems)
+    return [
+        Snapshot(file, load_hooks_file(file, json_object(file.read_bytes()))) for file in hooks_files(path)
+    ]

@@ -118,6 +118,7 @@ class CompiledHook:
 @dataclass(frozen=True)
 class CompiledService:
     name: str
+    hosts: tuple[str, ...]  # the globs as written, for explanations
     host_patterns: tuple[re.Pattern[str], ...]
     upstream: str | None
     hooks: tuple[CompiledHook, ...]
@@ -150,6 +151,7 @@ class CompiledContainer:
         services = tuple(
             CompiledService(
                 name,
+                tuple(service.hosts),
                 tuple(_host_regex(glob) for glob in service.hosts),
                 service.upstream,
                 tuple(CompiledHook.compile(h, i) for i, h in enumerate(hooks_file.hooks.get(name, []))),

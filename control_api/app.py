@@ -11,7 +11,7 @@ from aiohttp.typedefs import Handler
 
 from addon.containers import Containers
 from addon.event_recorder import EventRecorder
-from control_api import events_routes, hooks_routes
+from control_api import debug_routes, events_routes, hooks_routes
 from control_api.envelope import ApiError, error_body, ok
 from control_api.keys import CONTAINERS, ETAG, EVENTS, MAX_BODY_BYTES, TOKEN
 
@@ -101,4 +101,5 @@ def make_app(containers: Containers, token: str = "", events: EventRecorder | No
     app.router.add_get("/healthz", healthz)
     hooks_routes.add_routes(app)
     events_routes.add_routes(app)
+    debug_routes.add_routes(app)
     return app

@@ -4,15 +4,21 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import logging
 import signal
 import sqlite3
 import sys
+import urllib.parse
 from pathlib import Path
 
-from addon.containers import ConfigError, Containers, check
+from pydantic import ValidationError
+
+from addon.containers import ConfigError, Containers, check, read_only_snapshots
 from addon.event_recorder import EventRecorder, default_events_path
 from addon.event_store import SQLiteEventStore
+from addon.explain import MatchQuery, explain
+from addon.matching import CompiledContainer
 from control_api.server import (
     DEFAULT_LISTEN,
     TOKEN_ENV,
@@ -80,6 +86,18 @@ def _parser() -> argparse.ArgumentParser:
         default=[],
         help="mitmproxy mode, repeatable: regular, reverse:http://host:port, …",
     )
+
+    exp = commands.add_parser(
+        "explain", help="say which service and hook a request would get, and why the others not"
+    )
+    exp.add_argument("--config", required=True, type=Path, help="a container hooks file, or a folder of them")
+    exp.add_argument("--url", required=True, help="the request's URL, e.g. http://auth.demo.test/v1/login")
+    exp.add_argument("--method", default="GET", help="the request's method (default GET)")
+    exp.add_argument(
+        "--header", action="append", default=[], metavar="K:V", help="a request header, repeatable"
+    )
+    exp.add_argument("--client", default="127.0.0.1", help="the client's address (default 127.0.0.1)")
+    exp.add_argument("--user", default=None, help="the client's proxy-auth user")
 
     chk = commands.add_parser("check", help="validate hooks files without changing them")
     chk.add_argument("paths", nargs="+", type=Path, help="hooks files or folders of them")
@@ -164,6 +182,39 @@ def _run_proxy(args: argparse.Namespace, extra: list[str]) -> int:
         return 2
 
 
+def _run_explain(args: argparse.Namespace) -> int:
+    url = urllib.parse.urlsplit(args.url)
+    if not url.hostname:
+        print(f"proxy-hooks explain: --url needs a host, got {args.url!r}", file=sys.stderr)
+        return 2
+    headers = {}
+    for header in args.header:
+        name, sep, value = header.partition(":")
+        if not sep:
+            print(f"proxy-hooks explain: --header must be NAME:VALUE, got {header!r}", file=sys.stderr)
+            return 2
+        headers[name.strip()] = value.strip()
+    try:
+        query = MatchQuery.model_validate(
+            {
+                "host": url.netloc.rsplit("@", 1)[-1],
+                "method": args.method,
+                "path": (url.path or "/") + (f"?{url.query}" if url.query else ""),
+                "headers": headers,
+                "client": {"address": args.client, "user": args.user},
+            }
+        )
+        containers = [CompiledContainer.compile(s) for s in read_only_snapshots(args.config)]
+    except ValidationError as exc:
+        print(f"proxy-hooks explain: {exc}", file=sys.stderr)
+        return 2
+    except ConfigError as exc:
+        print("proxy-hooks explain: cannot load the hooks configuration:\n" + str(exc), file=sys.stderr)
+        return 2
+    print(json.dumps(explain(containers, query), indent=2))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args, extra = _parser().parse_known_args(argv)
     if args.command == "run":
@@ -173,6 +224,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if args.command == "api":
         return _run_api(args)
+    if args.command == "explain":
+        return _run_explain(args)
     return _run_check(args)
 
 

@@ -66,13 +66,18 @@ def _find(snapshot: Snapshot, service: str, hook_id: str) -> tuple[int, Hook]:
         raise not_found() from None
 
 
-async def _body(request: web.Request, model: type[M]) -> M:
+async def read_body(request: web.Request) -> bytes:
+    """The body, or 413 in the envelope past the limit."""
     try:
-        raw = await request.read()
+        return await request.read()
     except web.HTTPRequestEntityTooLarge:
         raise ApiError(
             413, f"Request body too large (limit {MAX_BODY_BYTES // 1024} KiB)", "PAYLOAD_TOO_LARGE"
         ) from None
+
+
+async def _body(request: web.Request, model: type[M]) -> M:
+    raw = await read_body(request)
     try:
         return parse_model(model, raw)
     except InvalidInput as exc:
