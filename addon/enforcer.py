@@ -59,6 +59,7 @@ from control_api.server import (
 log = logging.getLogger("proxy_hooks")
 
 DEFAULT_API = "127.0.0.1:8082"
+API_OPTIONS = {"hooks_config", "hooks_api", "hooks_api_token", "hooks_allow_inline_scripts"}
 EVENT_OPTIONS = {"hooks_events", "hooks_events_max_rows", "hooks_events_max_age_days", "hooks_events_queue"}
 
 
@@ -136,6 +137,13 @@ class ProxyHooks:
             "Events waiting to be written at most; past it runs are dropped (and counted), never waited for.",
         )
         loader.add_option(
+            "hooks_allow_inline_scripts",
+            bool,
+            False,
+            "Let the control API's dry-run endpoint run script source sent in the request. Off: "
+            "the API must not become a way to run arbitrary code.",
+        )
+        loader.add_option(
             "hooks_api_token",
             Optional[str],  # noqa: UP045
             None,
@@ -191,7 +199,9 @@ class ProxyHooks:
         if match.hook is None:
             return
         run = self._new_run(flow, match, "request")
-        event = hook_event(flow, run, match.hook, match.container.name, match.service.name)
+        event = hook_event(
+            flow, run, match.hook, match.container.name, match.service.name, match.client.request.user
+        )
         if match.hook.hook.mode == "async":
             run.outcome = "observed"  # the flow goes on; the run's own result is recorded later
             flow.metadata[METADATA_KEY] = run.as_dict()
@@ -211,12 +221,15 @@ class ProxyHooks:
         if pending is None or flow.response is None:
             return
         self._finish(flow, pending.run)
-        if pending.intercept and pending.match.hook is not None:
-            run = self._new_run(flow, pending.match, "response")
-            event = hook_event(flow, run, pending.match.hook, pending.match.container.name, run.service)
-            verdict = await self._run(pending.match, event)
+        match = pending.match
+        if pending.intercept and match.hook is not None:
+            run = self._new_run(flow, match, "response")
+            event = hook_event(
+                flow, run, match.hook, match.container.name, run.service, match.client.request.user
+            )
+            verdict = await self._run(match, event)
             run.settle(verdict)
-            apply_verdict(flow, run, verdict, pending.match.hook.hook.failure_mode)
+            apply_verdict(flow, run, verdict, match.hook.hook.failure_mode)
             flow.metadata[METADATA_KEY] = run.as_dict()
             self._finish(flow, run)
 
@@ -370,7 +383,9 @@ class ProxyHooks:
     async def _serve_api(self, sock: socket.socket) -> None:
         assert self.containers is not None
         token = resolve_token(ctx.options.hooks_api_token)
-        self._api_runner, self._api_server = await serve_socket(self.containers, sock, token, self.events)
+        self._api_runner, self._api_server = await serve_socket(
+            self.containers, sock, token, self.events, ctx.options.hooks_allow_inline_scripts
+        )
         self.api_url = url_of(sock)
         log.info("proxy-hooks control API listening on %s", self.api_url)
 

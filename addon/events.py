@@ -15,7 +15,7 @@ from addon.engine import HookRun
 from addon.protocol import Outcome
 from addon.store import new_hook_id as new_ulid
 
-EventKind = Literal["run", "config_reload", "config_rejected"]
+EventKind = Literal["run", "dry_run", "config_reload", "config_rejected"]
 MAX_LIMIT = 500
 DEFAULT_LIMIT = 100
 OUTCOMES: tuple[Outcome, ...] = (

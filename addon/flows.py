@@ -4,7 +4,7 @@ and applying a script's answer to the flow."""
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, Protocol
 
 from mitmproxy import http
 
@@ -55,8 +55,15 @@ def _message_headers(message: http.Message) -> list[list[str]]:
     return [[name, value] for name, value in message.headers.items(multi=True)]
 
 
+class Exchange(Protocol):
+    """What hooks read and change: a flow, or a dry run's sample request and response."""
+
+    request: http.Request
+    response: http.Response | None
+
+
 def hook_event(
-    flow: http.HTTPFlow, run: HookRun, hook: CompiledHook, container: str, service: str
+    flow: Exchange, run: HookRun, hook: CompiledHook, container: str, service: str, user: str | None = None
 ) -> dict[str, Any]:
     """Protocol v1's stdin object."""
     script = hook.hook.script
@@ -71,7 +78,7 @@ def hook_event(
             "position": hook.position,
             "script": {"path": script.path, "subdomain": script.subdomain, "execId": script.execId},
         },
-        "client": {"address": run.client, "user": proxy_user(flow), "groups": run.groups},
+        "client": {"address": run.client, "user": user, "groups": run.groups},
         "request": {
             "method": request.method,
             "url": request.pretty_url,
@@ -93,7 +100,7 @@ def hook_event(
     return event
 
 
-def apply_request_change(flow: http.HTTPFlow, change: RequestChange) -> None:
+def apply_request_change(flow: Exchange, change: RequestChange) -> None:
     request = flow.request
     if change.method is not None:
         request.method = change.method
@@ -156,7 +163,7 @@ def failure_response(run: HookRun) -> http.Response:
     )
 
 
-def apply_verdict(flow: http.HTTPFlow, run: HookRun, verdict: Verdict, failure_mode: str) -> bool:
+def apply_verdict(flow: Exchange, run: HookRun, verdict: Verdict, failure_mode: str) -> bool:
     """Change the flow as the verdict says. Returns whether the script asked to see the response.
 
     An answer that cannot be applied (bad base64, say) turns into a failed run.

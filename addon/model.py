@@ -174,10 +174,13 @@ class Match(_Model):
     headers: HeaderMap = Field(default_factory=dict)
 
 
+ScriptPath = Annotated[str, StringConstraints(max_length=1024), AfterValidator(_script_path)]
+
+
 class ScriptRef(_Model):
     """The script a hook runs; `path` resolves inside the container's scripts folder."""
 
-    path: Annotated[str, StringConstraints(max_length=1024), AfterValidator(_script_path)]
+    path: ScriptPath
     subdomain: Annotated[str, StringConstraints(max_length=253)] | None = None
     execId: Annotated[str, StringConstraints(min_length=1, max_length=128)] | None = (
         None  # the seed spells it so

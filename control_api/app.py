@@ -11,9 +11,10 @@ from aiohttp.typedefs import Handler
 
 from addon.containers import Containers
 from addon.event_recorder import EventRecorder
+from addon.scripts import Runtimes
 from control_api import debug_routes, events_routes, hooks_routes
 from control_api.envelope import ApiError, error_body, ok
-from control_api.keys import CONTAINERS, ETAG, EVENTS, MAX_BODY_BYTES, TOKEN
+from control_api.keys import ALLOW_INLINE, CONTAINERS, ETAG, EVENTS, MAX_BODY_BYTES, RUNTIMES, TOKEN
 
 log = logging.getLogger(__name__)
 
@@ -92,10 +93,17 @@ async def healthz(request: web.Request) -> web.Response:
     return ok("OK", data)
 
 
-def make_app(containers: Containers, token: str = "", events: EventRecorder | None = None) -> web.Application:
+def make_app(
+    containers: Containers,
+    token: str = "",
+    events: EventRecorder | None = None,
+    allow_inline_scripts: bool = False,
+) -> web.Application:
     app = web.Application(middlewares=[envelope_middleware, auth_middleware], client_max_size=MAX_BODY_BYTES)
     app[CONTAINERS] = containers
     app[TOKEN] = token
+    app[ALLOW_INLINE] = allow_inline_scripts
+    app[RUNTIMES] = Runtimes.detect()
     if events is not None:
         app[EVENTS] = events
     app.router.add_get("/healthz", healthz)

@@ -51,6 +51,11 @@ def _parser() -> argparse.ArgumentParser:
         "--token", default=None, help=f"require 'Authorization: Bearer TOKEN' (default: ${TOKEN_ENV})"
     )
     api.add_argument(
+        "--allow-inline-scripts",
+        action="store_true",
+        help="let the dry-run endpoint run script source sent in the request (off by default)",
+    )
+    api.add_argument(
         "--events",
         default=str(default_events_path()),
         help="the events store (SQLite) a proxy records into, to serve events and stats from; empty: none",
@@ -120,9 +125,9 @@ def _events_reader(path: str) -> EventRecorder | None:
 
 
 async def _serve(
-    containers: Containers, host: str, port: int, token: str, events: EventRecorder | None
+    containers: Containers, host: str, port: int, token: str, events: EventRecorder | None, allow_inline: bool
 ) -> None:
-    runner = await start_api(containers, host, port, token, events)
+    runner = await start_api(containers, host, port, token, events, allow_inline)
     names = ", ".join(f"{name} v{store.last_good.version}" for name, store in containers if store.last_good)
     for url in describe_addresses(runner):
         print(f"proxy-hooks api listening on {url} (containers: {names})", flush=True)
@@ -151,7 +156,9 @@ def _run_api(args: argparse.Namespace) -> int:
             print(f"  {line}", file=sys.stderr)
         return 2
     try:
-        asyncio.run(_serve(containers, host, port, token, _events_reader(args.events)))
+        asyncio.run(
+            _serve(containers, host, port, token, _events_reader(args.events), args.allow_inline_scripts)
+        )
     except OSError as exc:
         print(f"proxy-hooks api: cannot listen on {args.listen}: {exc.strerror or exc}", file=sys.stderr)
         return 2

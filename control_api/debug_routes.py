@@ -6,12 +6,15 @@ import asyncio
 
 from aiohttp import web
 
+from addon.dry_run import DryRunRequest, InlineScriptsDisabled, dry_run
+from addon.events import Event
 from addon.explain import MatchQuery, explain
 from addon.matching import CompiledContainer
+from addon.scripts import minimal_env
 from addon.validation import InvalidInput, parse_model
 from control_api.envelope import ApiError, ok
-from control_api.hooks_routes import load_container, read_body
-from control_api.keys import CONTAINERS
+from control_api.hooks_routes import find_hook, load_container, read_body
+from control_api.keys import ALLOW_INLINE, CONTAINERS, EVENTS, RUNTIMES
 
 
 async def list_containers(request: web.Request) -> web.Response:
@@ -46,6 +49,39 @@ async def explain_match(request: web.Request) -> web.Response:
     return ok("Match explained", result)
 
 
+async def test_hook(request: web.Request) -> web.Response:
+    """Dry-run one hook on a sample: changes nothing, recorded as a `dry_run` event."""
+    _, snapshot = await load_container(request)
+    service = request.match_info["service"]
+    position, hook = find_hook(snapshot, service, request.match_info["hookId"])
+    raw = await read_body(request)
+    try:
+        sample = parse_model(DryRunRequest, raw)
+        result, run = await dry_run(
+            snapshot,
+            service,
+            hook,
+            position,
+            sample,
+            request.app[RUNTIMES],
+            minimal_env(),
+            request.app[ALLOW_INLINE],
+        )
+    except InvalidInput as exc:
+        raise ApiError(422, "Invalid dry run", "VALIDATION_ERROR", exc.problems) from None
+    except InlineScriptsDisabled as exc:
+        raise ApiError(403, str(exc), "INLINE_SCRIPTS_DISABLED") from None
+    events = request.app.get(EVENTS)
+    if events is not None:
+        event = Event.from_run(run).model_copy(update={"kind": "dry_run"})
+        if events.recording:
+            events.add(event)
+        else:
+            await asyncio.to_thread(events.store.insert, [event])
+    return ok("Hook tested", result)
+
+
 def add_routes(app: web.Application) -> None:
     app.router.add_get("/api/v1/containers", list_containers)
     app.router.add_post("/api/v1/containers/{id}/proxy/match", explain_match)
+    app.router.add_post("/api/v1/containers/{id}/proxy/hooks/{service}/{hookId}/test", test_hook)

@@ -59,7 +59,7 @@ def _service_hooks(snapshot: Snapshot, service: str) -> list[Hook]:
         raise not_found() from None
 
 
-def _find(snapshot: Snapshot, service: str, hook_id: str) -> tuple[int, Hook]:
+def find_hook(snapshot: Snapshot, service: str, hook_id: str) -> tuple[int, Hook]:
     try:
         return edits.find_hook(snapshot.hooks_file, service, hook_id)
     except edits.NotFound:
@@ -113,7 +113,7 @@ async def _begin_write(request: web.Request) -> _Write:
     if hook_id is None:
         _service_hooks(snapshot, service)
     else:
-        _find(snapshot, service, hook_id)
+        find_hook(snapshot, service, hook_id)
     return _Write(store, snapshot, service, hook_id, expected_version(request, snapshot))
 
 
@@ -160,7 +160,7 @@ async def list_service_hooks(request: web.Request) -> web.Response:
 
 async def get_hook(request: web.Request) -> web.Response:
     _, snapshot = await load_container(request)
-    position, hook = _find(snapshot, request.match_info["service"], request.match_info["hookId"])
+    position, hook = find_hook(snapshot, request.match_info["service"], request.match_info["hookId"])
     return ok("Hook retrieved successfully", _versioned(snapshot, hook=hook_view(position, hook)))
 
 

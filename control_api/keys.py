@@ -6,12 +6,17 @@ from aiohttp import web
 
 from addon.containers import Containers
 from addon.event_recorder import EventRecorder
+from addon.scripts import Runtimes
 
 CONTAINERS = web.AppKey("containers", Containers)
 TOKEN = web.AppKey("token", str)
 # Events: the recorder of this process (the addon's), or one that only reads the store (the
 # standalone API). None: this process has no events store.
 EVENTS = web.AppKey("events", EventRecorder)
+# Whether a dry run may bring its own script source (hooks_allow_inline_scripts; off by default:
+# the API must not become a way to run arbitrary code).
+ALLOW_INLINE = web.AppKey("allow_inline_scripts", bool)
+RUNTIMES = web.AppKey("runtimes", Runtimes)
 # The ETag of the container a request is about; the envelope middleware stamps it on every
 # response, errors included, so a client that got a 412 can retry with the ETag it was sent.
 ETAG = "proxy_hooks.etag"

@@ -58,11 +58,17 @@ def check_listen(host: str, token: str) -> None:
 
 
 async def start_api(
-    containers: Containers, host: str, port: int, token: str, events: EventRecorder | None = None
+    containers: Containers,
+    host: str,
+    port: int,
+    token: str,
+    events: EventRecorder | None = None,
+    allow_inline_scripts: bool = False,
 ) -> web.AppRunner:
     """Start the API on the running loop; `runner.addresses` has the real port."""
     check_listen(host, token)
-    runner = web.AppRunner(make_app(containers, token, events), access_log=None, shutdown_timeout=1)
+    app = make_app(containers, token, events, allow_inline_scripts)
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=1)
     await runner.setup()
     try:
         await web.TCPSite(runner, host, port).start()
@@ -88,11 +94,16 @@ def bind(host: str, port: int) -> socket.socket:
 
 
 async def serve_socket(
-    containers: Containers, sock: socket.socket, token: str, events: EventRecorder | None = None
+    containers: Containers,
+    sock: socket.socket,
+    token: str,
+    events: EventRecorder | None = None,
+    allow_inline_scripts: bool = False,
 ) -> tuple[web.AppRunner, asyncio.Server]:
     """Serve the API on an already bound socket. Closing the returned server stops listening
     at once (synchronously); `runner.cleanup()` then finishes open requests."""
-    runner = web.AppRunner(make_app(containers, token, events), access_log=None, shutdown_timeout=1)
+    app = make_app(containers, token, events, allow_inline_scripts)
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=1)
     await runner.setup()
     assert runner.server is not None
     server = await asyncio.get_running_loop().create_server(runner.server, sock=sock)

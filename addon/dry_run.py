@@ -1,0 +1,200 @@
+"""Dry-run one hook on a sample request: the script runs exactly as live traffic would run it
+(same runtime, protocol, timeout, failure mode); nothing else changes.
+
+The sample becomes real mitmproxy `Request`/`Response` objects, so the event the script reads
+and the way its answer is applied are the live path's own functions.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from mitmproxy import http
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+
+from addon.engine import HookRun, run_hook
+from addon.explain import ClientSample
+from addon.flows import apply_verdict, hook_event
+from addon.matching import ClientView, CompiledContainer, CompiledHook, RequestFacts
+from addon.model import METHODS, HeaderMap, Hook, ScriptPath
+from addon.protocol import body_fields
+from addon.scripts import Runtimes, runtime_name
+from addon.store import Snapshot
+from addon.validation import InvalidInput, Problem, script_inside
+
+MAX_INLINE_SOURCE = 256 * 1024
+_EXTENSIONS = {"python": ".py", "node": ".js", "bash": ".sh"}
+
+
+class _Sample(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SampleResponse(_Sample):
+    status: Annotated[int, Field(ge=100, le=599, strict=True)] = 200
+    headers: HeaderMap = Field(default_factory=dict)
+    body: str | None = None
+
+
+class InlineScript(_Sample):
+    language: Literal["python", "node", "bash"]
+    source: Annotated[str, Field(max_length=MAX_INLINE_SOURCE)]
+
+
+def _method(value: str) -> str:
+    if value.upper() not in METHODS:
+        raise ValueError(f"must be one of {', '.join(METHODS)}, got {value!r}")
+    return value.upper()
+
+
+class DryRunRequest(_Sample):
+    """POST …/hooks/{service}/{hookId}/test: a sample request (and, for the response phase, a
+    sample response), optionally another script to run in the hook's place."""
+
+    method: Annotated[str, AfterValidator(_method)] = "GET"
+    path: Annotated[str, Field(pattern=r"^/", max_length=8192)] = "/"
+    host: str | None = None
+    headers: HeaderMap = Field(default_factory=dict)
+    body: str | None = None
+    client: ClientSample = Field(default_factory=ClientSample)
+    response: SampleResponse | None = None
+    script_override: ScriptPath | None = None
+    script_inline: InlineScript | None = None
+
+    @model_validator(mode="after")
+    def _one_script(self) -> DryRunRequest:
+        if self.script_override is not None and self.script_inline is not None:
+            raise ValueError("give script_override or script_inline, not both")
+        return self
+
+
+class InlineScriptsDisabled(PermissionError):
+    pass
+
+
+@dataclass
+class _Exchange:
+    request: http.Request
+    response: http.Response | None
+
+
+def _headers(headers: dict[str, str]) -> http.Headers:
+    return http.Headers([(k.encode(), v.encode()) for k, v in headers.items()])
+
+
+def _message(message: http.Message, **extra: Any) -> dict[str, Any]:
+    return {
+        **extra,
+        "headers": [[k, v] for k, v in message.headers.items(multi=True)],
+        **body_fields(message.get_content(strict=False)),
+    }
+
+
+async def dry_run(
+    snapshot: Snapshot,
+    service: str,
+    hook: Hook,
+    position: int,
+    sample: DryRunRequest,
+    runtimes: Runtimes,
+    env: dict[str, str],
+    allow_inline: bool,
+) -> tuple[dict[str, Any], HookRun]:
+    """Run the hook's (or the override's) script on the sample. Returns the answer for the API
+    and the run, for the events store (as a dry run)."""
+    if sample.script_inline is not None and not allow_inline:
+        raise InlineScriptsDisabled(
+            "inline scripts are disabled; the operator can set hooks_allow_inline_scripts"
+        )
+    host = sample.host or next(iter(snapshot.hooks_file.services[service].hosts), "localhost")
+    try:
+        request = http.Request.make(
+            sample.method,
+            f"http://{host}{sample.path}",
+            (sample.body or "").encode(),
+            _headers(sample.headers),
+        )
+    except ValueError as exc:
+        raise InvalidInput([Problem("host", f"not a usable host: {exc}")]) from None
+    response = None
+    if sample.response is not None:
+        response = http.Response.make(
+            sample.response.status, (sample.response.body or "").encode(), _headers(sample.response.headers)
+        )
+    exchange = _Exchange(request, response)
+    container = CompiledContainer.compile(snapshot)
+    facts = RequestFacts(
+        method=sample.method,
+        path=sample.path.split("?", 1)[0],
+        headers={k.lower(): v for k, v in sample.headers.items()},
+        client_address=sample.client.address,
+        user=sample.client.user,
+    )
+    client = ClientView(facts, container.groups)
+    with tempfile.TemporaryDirectory(prefix="proxy-hooks-inline-") as scratch:
+        scripts_root, script_hook = _script_for(snapshot, hook, sample, Path(scratch))
+        compiled = CompiledHook.compile(script_hook, position)
+        run = HookRun(
+            container=snapshot.container,
+            service=service,
+            hook_id=compiled.id,
+            position=position,
+            phase="response" if response is not None else "request",
+            mode=hook.mode,
+            script=script_hook.script.path,
+            runtime=runtime_name(script_hook.script.path),
+            method=sample.method,
+            host=host,
+            path=facts.path,
+            client=facts.client_address,
+            groups=sorted(client.groups),
+        )
+        event = hook_event(exchange, run, compiled, snapshot.container, service, facts.user)
+        verdict = await run_hook(compiled, event, scripts_root, runtimes, env)
+    run.settle(verdict)
+    intercept = apply_verdict(exchange, run, verdict, hook.failure_mode)
+    final = exchange.response
+    if final is not None:
+        run.status = final.status_code
+    contacts_upstream = run.phase == "request" and final is None
+    return {
+        "success": not verdict.failed,
+        "outcome": run.outcome,
+        "phase": run.phase,
+        "blocked": run.blocked,
+        "reason": run.reason,
+        "error": run.error,
+        "exit_code": run.exit_code,
+        "stderr": run.stderr,
+        "execution_time_ms": run.duration_ms,
+        "script": run.script,
+        "runtime": run.runtime,
+        "failure_mode": hook.failure_mode,
+        "would_contact_upstream": contacts_upstream,
+        "intercept_response": intercept,
+        "request": _message(
+            exchange.request, method=exchange.request.method, url=exchange.request.pretty_url
+        ),
+        "response": None if final is None else _message(final, status=final.status_code),
+    }, run
+
+
+def _script_for(snapshot: Snapshot, hook: Hook, sample: DryRunRequest, scratch: Path) -> tuple[Path, Hook]:
+    """The scripts folder and hook to run: the hook itself, its override, or inline source."""
+    if sample.script_inline is not None:
+        name = "inline" + _EXTENSIONS[sample.script_inline.language]
+        (scratch / name).write_text(sample.script_inline.source)
+        return scratch, hook.model_copy(
+            update={"script": hook.script.model_copy(update={"path": f"/{name}"})}
+        )
+    if sample.script_override is not None:
+        if not script_inside(snapshot.scripts_root, sample.script_override):
+            raise InvalidInput(
+                [Problem("script_override", "resolves outside the scripts folder (a symlink?)")]
+            )
+        script = hook.script.model_copy(update={"path": sample.script_override})
+        return snapshot.scripts_root, hook.model_copy(update={"script": script})
+    return snapshot.scripts_root, hook
