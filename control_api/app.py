@@ -12,7 +12,7 @@ from aiohttp.typedefs import Handler
 from addon.containers import Containers
 from addon.event_recorder import EventRecorder
 from addon.scripts import Runtimes
-from control_api import debug_routes, events_routes, hooks_routes
+from control_api import debug_routes, events_routes, hooks_routes, openapi
 from control_api.envelope import ApiError, error_body, ok
 from control_api.keys import ALLOW_INLINE, CONTAINERS, ETAG, EVENTS, MAX_BODY_BYTES, RUNTIMES, TOKEN
 
@@ -110,4 +110,5 @@ def make_app(
     hooks_routes.add_routes(app)
     events_routes.add_routes(app)
     debug_routes.add_routes(app)
+    openapi.add_routes(app)
     return app

@@ -1,0 +1,191 @@
+"""What the API answers, as pydantic models: the `data` of each success envelope and the error
+body. They exist for the OpenAPI document (the handlers build plain dicts from the domain
+models these reuse), so the document comes from the same classes as the hooks file."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from addon.events import Event
+from addon.model import HookSpec, Timestamp
+
+
+class Detail(BaseModel):
+    field: str = Field(description="the field path, e.g. hooks.auth[2].timeout")
+    reason: str = Field(description="what is wrong and how to fix it")
+
+
+class ErrorBody(BaseModel):
+    statusCode: int
+    error: str = Field(description="the status's title, e.g. Not Found, Validation Error")
+    message: str = Field(description="e.g. Resource not found, etag_mismatch, Invalid hook")
+    code: str | None = Field(
+        None, description="NOT_FOUND, VALIDATION_ERROR, PRECONDITION_REQUIRED, PRECONDITION_FAILED, …"
+    )
+    details: list[Detail] | None = Field(None, description="for 422: every problem found")
+
+
+class HookView(HookSpec):
+    """A hook as the API shows it: its id and position first, then what is stored."""
+
+    id: str
+    position: int
+    created_at: Timestamp | None = None
+    updated_at: Timestamp | None = None
+
+
+class Versioned(BaseModel):
+    file_version: int
+    etag: str = Field(description="file:v<N>, also sent as the ETag header")
+
+
+class ContainerHooks(Versioned):
+    hooks: dict[str, list[HookView]] = Field(description="by service; services without hooks as []")
+
+
+class ServiceHooks(Versioned):
+    service: str
+    hooks: list[HookView]
+
+
+class OneHook(Versioned):
+    hook: HookView
+
+
+class Cleared(Versioned):
+    removed: int
+
+
+class EventsPage(BaseModel):
+    events: list[Event]
+    next_cursor: str | None = Field(description="pass as `cursor` for the next page; null: no more")
+
+
+class HookRuns(BaseModel):
+    service: str
+    hookId: str
+    runs: list[Event]
+
+
+class Breakdown(BaseModel):
+    total: int
+    blocked: int
+    avgDurationMs: float
+
+
+class ServiceBreakdown(Breakdown):
+    service: str | None
+
+
+class HookBreakdown(Breakdown):
+    hookId: str | None
+    service: str | None
+
+
+class Day(BaseModel):
+    date: str
+    total: int
+    blocked: int
+    allowed: int
+    avgDurationMs: float
+
+
+class Stats(BaseModel):
+    period: str
+    totalEvents: int
+    blockedEvents: int
+    blockRate: float = Field(description="0-100")
+    avgDurationMs: float
+    p95DurationMs: float
+    eventsByOutcome: dict[str, int]
+    serviceBreakdown: list[ServiceBreakdown]
+    hookBreakdown: list[HookBreakdown]
+    dailyActivity: list[Day]
+    dropped: int
+
+
+class CatalogEntry(BaseModel):
+    id: str | None
+    position: int
+    enabled: bool
+    mode: str
+    failure_mode: str
+    timeout: int
+    match: dict[str, Any]
+    applies_to: dict[str, Any] | None
+    script: dict[str, Any]
+    file: str
+    runtime: str = Field(description="python, node, bash or exec")
+    exists: bool
+    problem: str | None
+
+
+class Catalog(Versioned):
+    services: dict[str, list[CatalogEntry]]
+
+
+class ContainerSummary(BaseModel):
+    id: str
+    file_version: int
+    etag: str
+    services: int
+    hooks: int
+    hooksByService: dict[str, int]
+    error: list[str] | None
+
+
+class ContainerList(BaseModel):
+    containers: list[ContainerSummary]
+
+
+class HealthContainer(BaseModel):
+    id: str
+    file: str
+    file_version: int
+    etag: str
+    error: list[str] | None
+
+
+class Health(BaseModel):
+    status: str = Field(description="ok, or degraded while a hooks file is invalid")
+    containers: list[HealthContainer]
+    events: dict[str, Any] | None = None
+
+
+class ExplainedHook(BaseModel):
+    id: str
+    position: int
+    matched: bool
+    reached: bool = Field(description="false: an earlier hook won")
+    reasons: list[str]
+
+
+class Explanation(BaseModel):
+    container: str | None
+    service: str | None
+    reason: str | None = Field(description="why no service, when none")
+    upstream: str | None
+    client: dict[str, Any]
+    hooks: list[ExplainedHook]
+    winner: dict[str, Any] | None
+
+
+class DryRunResult(BaseModel):
+    success: bool
+    outcome: str
+    phase: str
+    blocked: bool
+    reason: str | None
+    error: str | None
+    exit_code: int | None
+    stderr: str | None
+    execution_time_ms: float | None
+    script: str
+    runtime: str
+    failure_mode: str
+    would_contact_upstream: bool
+    intercept_response: bool
+    request: dict[str, Any]
+    response: dict[str, Any] | None
