@@ -8,9 +8,10 @@ Nothing here knows about mitmproxy: a request is described by `RequestFacts`.
 from __future__ import annotations
 
 import fnmatch
+import heapq
 import ipaddress
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -116,12 +117,61 @@ class CompiledHook:
 
 
 @dataclass(frozen=True)
+class HookIndex:
+    """Enabled hooks by the literal start of their path pattern, so a request only looks at
+    hooks that could match its path, however many the service has.
+
+    A pattern without `*` can only match itself (`exact`). One with a `*` can only match paths
+    that start with its text before the first `*`; the index keys it by that text cut back to
+    its last `/` (`by_prefix`), which is then one of the request path's segment prefixes
+    (`/`, `/v1/`, `/v1/users/`, …). Candidates come out in position order, so the first that
+    fully matches is the same hook a linear scan finds.
+    """
+
+    exact: dict[str, tuple[CompiledHook, ...]]
+    by_prefix: dict[str, tuple[CompiledHook, ...]]
+
+    @classmethod
+    def build(cls, hooks: tuple[CompiledHook, ...]) -> HookIndex:
+        exact: dict[str, list[CompiledHook]] = {}
+        by_prefix: dict[str, list[CompiledHook]] = {}
+        for hook in hooks:
+            if not hook.hook.enabled:
+                continue
+            pattern = hook.hook.match.path
+            star = pattern.find("*")
+            if star < 0:
+                exact.setdefault(pattern, []).append(hook)
+            else:
+                by_prefix.setdefault(pattern[: pattern.rfind("/", 0, star) + 1], []).append(hook)
+        return cls({k: tuple(v) for k, v in exact.items()}, {k: tuple(v) for k, v in by_prefix.items()})
+
+    def candidates(self, path: str) -> Iterator[CompiledHook]:
+        buckets = []
+        if (same := self.exact.get(path)) is not None:
+            buckets.append(same)
+        end = path.find("/")
+        while end >= 0:
+            if (bucket := self.by_prefix.get(path[: end + 1])) is not None:
+                buckets.append(bucket)
+            end = path.find("/", end + 1)
+        if len(buckets) == 1:
+            return iter(buckets[0])
+        return heapq.merge(*buckets, key=_position)
+
+
+def _position(hook: CompiledHook) -> int:
+    return hook.position
+
+
+@dataclass(frozen=True)
 class CompiledService:
     name: str
     hosts: tuple[str, ...]  # the globs as written, for explanations
     host_patterns: tuple[re.Pattern[str], ...]
     upstream: str | None
     hooks: tuple[CompiledHook, ...]
+    index: HookIndex
 
     def serves(self, candidates: tuple[str, ...]) -> bool:
         return any(p.match(c) for p in self.host_patterns for c in candidates)
@@ -148,18 +198,21 @@ class CompiledContainer:
     @classmethod
     def compile(cls, snapshot: Snapshot) -> CompiledContainer:
         hooks_file = snapshot.hooks_file
-        services = tuple(
-            CompiledService(
-                name,
-                tuple(service.hosts),
-                tuple(_host_regex(glob) for glob in service.hosts),
-                service.upstream,
-                tuple(CompiledHook.compile(h, i) for i, h in enumerate(hooks_file.hooks.get(name, []))),
+        services = []
+        for name, service in hooks_file.services.items():
+            hooks = tuple(CompiledHook.compile(h, i) for i, h in enumerate(hooks_file.hooks.get(name, [])))
+            services.append(
+                CompiledService(
+                    name,
+                    tuple(service.hosts),
+                    tuple(_host_regex(glob) for glob in service.hosts),
+                    service.upstream,
+                    hooks,
+                    HookIndex.build(hooks),
+                )
             )
-            for name, service in hooks_file.services.items()
-        )
         groups = {name: CompiledGroup.compile(name, g) for name, g in hooks_file.groups.items()}
-        return cls(snapshot, services, groups)
+        return cls(snapshot, tuple(services), groups)
 
     @property
     def name(self) -> str:
@@ -173,11 +226,16 @@ class CompiledContainer:
 
     def first_match(self, service: CompiledService, client: ClientView) -> CompiledHook | None:
         """The first enabled hook in position order whose every condition holds."""
+        for hook in service.index.candidates(client.request.path):
+            if hook.matches(client.request, client.groups if hook.groups is not None else frozenset()):
+                return hook
+        return None
+
+    @staticmethod
+    def first_match_linear(service: CompiledService, client: ClientView) -> CompiledHook | None:
+        """The plain scan the index must agree with (the property test compares them)."""
         for hook in service.hooks:
-            if hook.groups is not None:
-                if hook.matches(client.request, client.groups):
-                    return hook
-            elif hook.matches(client.request, frozenset()):
+            if hook.matches(client.request, client.groups if hook.groups is not None else frozenset()):
                 return hook
         return None
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from addon.matching import ClientView, CompiledContainer, RequestFacts, glob_to_regex, host_candidates
 from addon.model import HooksFile
@@ -123,3 +125,55 @@ def test_service_by_host_globs() -> None:
     assert container.service_for(host_candidates("other.test", 80, "other.test")) is None
     # Reverse mode with keep_host_header: the Host the client sent still finds the service.
     assert container.service_for(host_candidates("10.0.0.1", 80, "svc.test:8080")) is not None
+
+
+# --- the index returns exactly what the plain scan returns ---
+
+SEGMENTS = st.sampled_from(["a", "b", "ab", "v1", "x.json", "*", "**", "a*", "*b"])
+REQUEST_SEGMENTS = st.sampled_from(["a", "b", "ab", "v1", "x.json", "abb", "", "z"])
+PATTERNS = st.lists(SEGMENTS, min_size=0, max_size=4).map(lambda parts: "/" + "/".join(parts))
+PATHS = st.lists(REQUEST_SEGMENTS, min_size=0, max_size=5).map(lambda parts: "/" + "/".join(parts))
+METHOD_SPECS = st.one_of(
+    st.just("*"), st.lists(st.sampled_from(["GET", "POST", "PUT"]), min_size=1, max_size=2)
+)
+HOOKS = st.lists(
+    st.fixed_dictionaries(
+        {
+            "match": st.fixed_dictionaries(
+                {
+                    "method": METHOD_SPECS,
+                    "path": PATTERNS,
+                    "headers": st.sampled_from([{}, {"x-t": "1"}, {"x-t": "*"}]),
+                }
+            ),
+            "enabled": st.booleans(),
+            "applies_to": st.sampled_from([None, {"groups": ["g"]}]),
+        }
+    ),
+    max_size=25,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    hooks=HOOKS,
+    path=PATHS,
+    method=st.sampled_from(["GET", "POST", "PUT"]),
+    headers=st.sampled_from([{}, {"x-t": "1"}, {"x-t": "2"}]),
+    client=st.sampled_from(["10.0.0.1", "192.168.1.1"]),
+)
+def test_index_agrees_with_the_linear_scan(
+    hooks: list[dict[str, object]], path: str, method: str, headers: dict[str, str], client: str
+) -> None:
+    specs = []
+    for hook in hooks:
+        spec = {**hook, "script": {"path": "/x.py"}}
+        if spec["applies_to"] is None:
+            del spec["applies_to"]
+        specs.append(spec)
+    container = compile_container(specs, {"g": {"clients": ["10.0.0.0/8"]}})
+    service = container.services[0]
+    view = ClientView(RequestFacts(method, path, headers, client), container.groups)
+    indexed = container.first_match(service, view)
+    linear = CompiledContainer.first_match_linear(service, view)
+    assert (None if indexed is None else indexed.position) == (None if linear is None else linear.position)
