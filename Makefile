@@ -9,7 +9,7 @@ RUN_DIR ?= var/run
 LISTEN ?= 127.0.0.1:8082
 PROXY_PORT ?= 8080
 
-.PHONY: test run lint install clean demo-reset
+.PHONY: test run lint install clean demo-reset bench
 
 $(STAMP): pyproject.toml
 	@test -n "$(PYTHON)" || { echo "make: no Python >= 3.11 found; run: make PYTHON=/path/to/python3.11"; exit 1; }
@@ -23,7 +23,7 @@ test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: $(STAMP)
-	$(BIN)/ruff check addon control_api tests configs
+	$(BIN)/ruff check addon control_api tests configs bench
 	$(BIN)/mypy
 
 # The demo works on a copy of configs/ so that API writes never touch the tracked files.
@@ -40,6 +40,10 @@ run: $(STAMP) $(RUN_DIR)/demo.json
 	trap 'kill $$upstream 2>/dev/null' EXIT INT TERM; \
 	echo "Hooks: $(RUN_DIR) (a copy of configs/; make demo-reset restores it). API: http://$(LISTEN)/api/v1/containers/demo/proxy/hooks"; \
 	$(BIN)/proxy-hooks run --config $(RUN_DIR) --listen-port $(PROXY_PORT) --api $(LISTEN) --events $(RUN_DIR)/events.db
+
+# Prints one table: every configuration against bare mitmdump in the same run (see bench/run.py).
+bench: $(STAMP)
+	$(BIN)/python bench/run.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache *.egg-info

@@ -1,0 +1,242 @@
+"""`make bench`: every configuration measured in one run against bare mitmdump, as one table.
+
+Proxy rows: mitmdump in reverse mode in front of a local aiohttp upstream (100-byte answers),
+driven by a keep-alive HTTP/1.1 load generator written with asyncio streams, at 1 and 16
+connections, for a fixed time each. The machine is noisy: read the ratios to bare, not the
+absolute numbers. Nothing here is a test; nothing asserts a time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import functools
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from addon.matching import ClientView, CompiledContainer, RequestFacts  # noqa: E402
+from addon.model import HooksFile  # noqa: E402
+from addon.store import Snapshot  # noqa: E402
+from tests.harness import Mitmdump, Upstream, free_port, wait_for  # noqa: E402
+
+PY_CONTINUE = "import sys\nsys.stdin.read()\n"
+JS_CONTINUE = "process.stdin.resume();process.stdin.on('end',()=>{});\n"
+SH_CONTINUE = "cat > /dev/null\n"
+
+
+async def _client(port: int, path: str, deadline: float, latencies: list[float]) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    request = f"GET {path} HTTP/1.1\r\nHost: bench.test\r\n\r\n".encode()
+    try:
+        while time.perf_counter() < deadline:
+            started = time.perf_counter()
+            writer.write(request)
+            head = await reader.readuntil(b"\r\n\r\n")
+            length = 0
+            for line in head.split(b"\r\n"):
+                if line.lower().startswith(b"content-length:"):
+                    length = int(line.split(b":", 1)[1])
+            await reader.readexactly(length)
+            latencies.append(time.perf_counter() - started)
+    finally:
+        writer.close()
+
+
+def load(port: int, connections: int, seconds: float, path: str = "/bench") -> dict[str, float]:
+    latencies: list[float] = []
+
+    async def main() -> None:
+        deadline = time.perf_counter() + seconds
+        await asyncio.gather(*(_client(port, path, deadline, latencies) for _ in range(connections)))
+
+    started = time.perf_counter()
+    asyncio.run(main())
+    elapsed = time.perf_counter() - started
+    latencies.sort()
+    return {
+        "rps": len(latencies) / elapsed,
+        "p50": latencies[len(latencies) // 2] * 1000 if latencies else float("nan"),
+        "p99": latencies[int(len(latencies) * 0.99)] * 1000 if latencies else float("nan"),
+    }
+
+
+def container(
+    upstream: Upstream, hooks: dict[str, list[dict[str, Any]]], services: int = 1
+) -> dict[str, Any]:
+    names = [f"s{i}" for i in range(services)]
+    return {
+        "container": "bench",
+        "file_version": 1,
+        "services": {
+            name: {"hosts": [f"{name}.bench.test"] + ([f"127.0.0.1:{upstream.port}"] if name == "s0" else [])}
+            for name in names
+        },
+        "hooks": {name: hooks.get(name, []) for name in names},
+    }
+
+
+def proxy_rows(seconds: float) -> list[tuple[str, dict[int, dict[str, float]]]]:
+    upstream = Upstream()
+    rows: list[tuple[str, dict[int, dict[str, float]]]] = []
+    many = {f"s{i}": [{"match": {"method": "*", "path": f"/never/{i}/{j}/**"}, "script": {"path": "/x.py"}}
+                      for j in range(100)] for i in range(10)}  # fmt: skip
+    configs: list[tuple[str, dict[str, Any] | None, dict[str, str]]] = [
+        ("bare mitmdump", None, {}),
+        ("addon, 1,000 hooks, none match", container(upstream, many, services=10), {}),
+        (
+            "matched hook, per-run python",
+            container(upstream, {"s0": [_hook("/c.py")]}),
+            {"c.py": PY_CONTINUE},
+        ),
+        ("matched hook, per-run node", container(upstream, {"s0": [_hook("/c.js")]}), {"c.js": JS_CONTINUE}),
+        ("matched hook, per-run bash", container(upstream, {"s0": [_hook("/c.sh")]}), {"c.sh": SH_CONTINUE}),
+    ]
+    try:
+        for label, doc, scripts in configs:
+            home = Path(tempfile.mkdtemp(prefix="proxy-hooks-bench-"))
+            (home / "scripts").mkdir()
+            for name, source in scripts.items():
+                (home / "scripts" / name).write_text(source)
+            port = free_port()
+            if doc is None:
+                mitmdump = str(Path(sys.executable).with_name("mitmdump"))
+                proc = subprocess.Popen(
+                    [mitmdump, "--mode", f"reverse:{upstream.url}@{port}", "--listen-host", "127.0.0.1",
+                     "--set", f"confdir={home / 'conf'}", "--set", "flow_detail=0"],
+                    stdout=subprocess.DEVNULL,
+                )  # fmt: skip
+                wait_for(lambda p=port: _listening(p), 30, "bare mitmdump")
+                try:
+                    rows.append((label, {c: load(port, c, seconds) for c in (1, 16)}))
+                finally:
+                    proc.terminate()
+                    proc.wait()
+                continue
+            (home / "c.json").write_text(json.dumps(doc))
+            proxy = Mitmdump(
+                home / "c.json", home / "conf", "--set", "flow_detail=0", reverse_to=upstream.url, events=""
+            )
+            try:
+                assert proxy.reverse_port is not None
+                rows.append((label, {c: load(proxy.reverse_port, c, seconds) for c in (1, 16)}))
+            finally:
+                proxy.stop()
+            shutil.rmtree(home, ignore_errors=True)
+    finally:
+        upstream.stop()
+    return rows
+
+
+def _hook(script: str) -> dict[str, Any]:
+    return {"match": {"method": "*", "path": "/**"}, "script": {"path": script}}
+
+
+def _listening(port: int) -> bool:
+    import socket
+
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def matcher_rows() -> list[tuple[str, float, float]]:
+    rows = []
+    for count in (10, 1_000, 10_000):
+        hooks = [
+            {"match": {"method": "GET", "path": f"/api/v{i % 7}/items/{i}/*"}, "script": {"path": "/x.py"}}
+            for i in range(count)
+        ]
+        hooks_file = HooksFile.model_validate(
+            {"container": "m", "services": {"s": {"hosts": ["s"]}}, "hooks": {"s": hooks}}
+        )
+        compiled = CompiledContainer.compile(Snapshot(Path("/tmp/m.json"), hooks_file))
+        service = compiled.services[0]
+        last = count - 1
+        view = ClientView(RequestFacts("GET", f"/api/v{last % 7}/items/{last}/x", {}, "127.0.0.1"), {})
+        assert compiled.first_match(service, view) is not None
+        indexed = _median_us(functools.partial(compiled.first_match, service, view))
+        linear = _median_us(functools.partial(compiled.first_match_linear, service, view), 200)
+        rows.append((f"{count:,} hooks", indexed, linear))
+    return rows
+
+
+def _median_us(call: Callable[[], object], repeat: int = 2000) -> float:
+    samples = []
+    for _ in range(repeat):
+        started = time.perf_counter_ns()
+        call()
+        samples.append(time.perf_counter_ns() - started)
+    return statistics.median(samples) / 1000
+
+
+def api_rows(seconds: float) -> list[tuple[str, float]]:
+    import httpx
+
+    from tests.conftest import ApiProcess, write_container
+
+    home = Path(tempfile.mkdtemp(prefix="proxy-hooks-bench-api-"))
+    path = write_container(home / "demo.json")
+    api = ApiProcess(path)
+    try:
+        with httpx.Client(base_url=api.url) as http:
+            reads, started = 0, time.perf_counter()
+            while time.perf_counter() - started < seconds:
+                http.get("/api/v1/containers/demo/proxy/hooks/auth")
+                reads += 1
+            read_rate = reads / (time.perf_counter() - started)
+            writes, started = 0, time.perf_counter()
+            etag = http.get("/api/v1/containers/demo/proxy/hooks").headers["ETag"]
+            body = {"match": {"method": "GET", "path": "/w"}, "script": {"path": "/w.py"}}
+            while time.perf_counter() - started < seconds:
+                response = http.post(
+                    "/api/v1/containers/demo/proxy/hooks/billing", json=body, headers={"If-Match": etag}
+                )
+                etag = response.headers["ETag"]
+                writes += 1
+            write_rate = writes / (time.perf_counter() - started)
+    finally:
+        api.stop()
+        shutil.rmtree(home, ignore_errors=True)
+    return [("reads/s (GET a service's hooks)", read_rate), ("writes/s (POST, fsynced)", write_rate)]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--seconds", type=float, default=5.0, help="per load measurement (default 5)")
+    args = parser.parse_args()
+    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
+          f"{platform.system()} {platform.release()}")  # fmt: skip
+    rows = proxy_rows(args.seconds)
+    bare = rows[0][1]
+    print("\n| configuration | conns | req/s | ratio to bare | p50 ms | p99 ms |")
+    print("|---|---|---|---|---|---|")
+    for label, by_conns in rows:
+        for conns, figures in by_conns.items():
+            ratio = figures["rps"] / bare[conns]["rps"]
+            rps, p50, p99 = figures["rps"], figures["p50"], figures["p99"]
+            print(f"| {label} | {conns} | {rps:.0f} | {ratio:.2f} | {p50:.2f} | {p99:.2f} |")
+    print("| exec-session python / node | | not built yet (issue 6) | | | |")
+    print("\n| matcher, one service | indexed, median µs | linear scan, median µs |")
+    print("|---|---|---|")
+    for label, indexed, linear in matcher_rows():
+        print(f"| {label} | {indexed:.2f} | {linear:.1f} |")
+    print("\n| control API alone | per second |")
+    print("|---|---|")
+    for label, rate in api_rows(min(args.seconds, 3.0)):
+        print(f"| {label} | {rate:.0f} |")
+
+
+if __name__ == "__main__":
+    main()
