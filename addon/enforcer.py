@@ -151,9 +151,7 @@ class ProxyHooks:
         )
 
     def configure(self, updated: set[str]) -> None:
-        restart = self._running and bool(
-            updated & ({"hooks_config", "hooks_api", "hooks_api_token"} | EVENT_OPTIONS)
-        )
+        restart = self._running and bool(updated & (API_OPTIONS | EVENT_OPTIONS))
         if restart:
             self._stop_background()
         try:

@@ -127,3 +127,32 @@ async def test_a_corrupt_events_file_is_a_warning_and_the_proxy_serves_on(
         finally:
             addon.done()
     assert events.read_bytes().startswith(b"garbage")
+
+
+async def test_changing_inline_scripts_at_runtime_restarts_the_api(tmp_path: Path) -> None:
+    addon = ProxyHooks()
+    with taddons.context(addon) as tctx:
+        tctx.configure(
+            addon,
+            hooks_config=str(write_container(tmp_path / "demo.json")),
+            hooks_api="127.0.0.1:0",
+            hooks_events="",
+        )
+        addon.running()
+        try:
+            first = await _api_server(addon)
+            tctx.configure(addon, hooks_allow_inline_scripts=True)
+            second = await _api_server(addon)
+            assert second is not first  # served anew, with the new setting
+        finally:
+            addon.done()
+
+
+async def _api_server(addon: ProxyHooks) -> object:
+    import asyncio
+
+    for _ in range(500):
+        if addon._api_server is not None:
+            return addon._api_server
+        await asyncio.sleep(0.01)  # polling the addon's start-up task, with a deadline
+    raise AssertionError("the control API did not start")
