@@ -20,8 +20,8 @@ from addon.explain import ClientSample
 from addon.flows import apply_verdict, hook_event
 from addon.matching import ClientView, CompiledContainer, CompiledHook, RequestFacts
 from addon.model import METHODS, HeaderMap, Hook, ScriptPath
-from addon.protocol import body_fields
-from addon.scripts import Runtimes, runtime_name
+from addon.protocol import Phase, body_fields
+from addon.scripts import Runtimes
 from addon.store import Snapshot
 from addon.validation import InvalidInput, Problem, script_inside
 
@@ -126,32 +126,15 @@ async def dry_run(
         )
     exchange = _Exchange(request, response)
     container = CompiledContainer.compile(snapshot)
-    facts = RequestFacts(
-        method=sample.method,
-        path=sample.path.split("?", 1)[0],
-        headers={k.lower(): v for k, v in sample.headers.items()},
-        client_address=sample.client.address,
-        user=sample.client.user,
+    facts = RequestFacts.of(
+        sample.method, sample.path, sample.headers, sample.client.address, sample.client.user
     )
     client = ClientView(facts, container.groups)
     with tempfile.TemporaryDirectory(prefix="proxy-hooks-inline-") as scratch:
         scripts_root, script_hook = _script_for(snapshot, hook, sample, Path(scratch))
         compiled = CompiledHook.compile(script_hook, position)
-        run = HookRun(
-            container=snapshot.container,
-            service=service,
-            hook_id=compiled.id,
-            position=position,
-            phase="response" if response is not None else "request",
-            mode=hook.mode,
-            script=script_hook.script.path,
-            runtime=runtime_name(script_hook.script.path),
-            method=sample.method,
-            host=host,
-            path=facts.path,
-            client=facts.client_address,
-            groups=sorted(client.groups),
-        )
+        phase: Phase = "response" if response is not None else "request"
+        run = HookRun.begin(snapshot.container, service, compiled, phase, host, client)
         event = hook_event(exchange, run, compiled, snapshot.container, service, facts.user)
         verdict = await run_hook(compiled, event, scripts_root, runtimes, env)
     run.settle(verdict)

@@ -43,6 +43,7 @@ from addon.flows import (
     request_facts,
 )
 from addon.matching import ClientView, CompiledContainer, CompiledHook, CompiledService
+from addon.protocol import Phase
 from addon.recorder import LogRecorder, Recorder
 from addon.scripts import Runtimes, become_subreaper, minimal_env
 from addon.watcher import watch_hooks_files
@@ -268,23 +269,15 @@ class ProxyHooks:
                 return _Match(container, service, container.first_match(service, client), client)
         return None
 
-    def _new_run(self, flow: http.HTTPFlow, match: _Match, phase: str) -> HookRun:
+    def _new_run(self, flow: http.HTTPFlow, match: _Match, phase: Phase) -> HookRun:
         assert match.hook is not None
-        facts = match.client.request
-        return HookRun(
-            container=match.container.name,
-            service=match.service.name,
-            hook_id=match.hook.id,
-            position=match.hook.position,
-            phase="response" if phase == "response" else "request",
-            mode=match.hook.hook.mode,
-            script=match.hook.hook.script.path,
-            runtime=self.runtimes.name(Path(match.hook.hook.script.path)),
-            method=facts.method,
-            host=flow.request.pretty_host,
-            path=facts.path,
-            client=facts.client_address,
-            groups=sorted(match.client.groups),
+        return HookRun.begin(
+            match.container.name,
+            match.service.name,
+            match.hook,
+            phase,
+            flow.request.pretty_host,
+            match.client,
         )
 
     async def _run(self, match: _Match, event: dict[str, Any]) -> Verdict:

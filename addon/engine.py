@@ -12,9 +12,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from addon.matching import CompiledHook
+from addon.matching import ClientView, CompiledHook
 from addon.protocol import BadAnswer, Outcome, Phase, ScriptAnswer, parse_answer
-from addon.scripts import RunResult, Runtimes, run_script
+from addon.scripts import RunResult, Runtimes, run_script, runtime_name
 from addon.validation import resolve_script, script_inside
 
 BLOCK_EXIT_CODE = 2
@@ -65,6 +65,28 @@ class HookRun:
             dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
         )
     )
+
+    @classmethod
+    def begin(
+        cls, container: str, service: str, hook: CompiledHook, phase: Phase, host: str, client: ClientView
+    ) -> HookRun:
+        """A run about to start: who, which hook and script, for which request."""
+        facts = client.request
+        return cls(
+            container=container,
+            service=service,
+            hook_id=hook.id,
+            position=hook.position,
+            phase=phase,
+            mode=hook.hook.mode,
+            script=hook.hook.script.path,
+            runtime=runtime_name(hook.hook.script.path),
+            method=facts.method,
+            host=host,
+            path=facts.path,
+            client=facts.client_address,
+            groups=sorted(client.groups),
+        )
 
     @property
     def blocked(self) -> bool:

@@ -33,13 +33,7 @@ class MatchQuery(BaseModel):
     client: ClientSample = Field(default_factory=ClientSample)
 
     def facts(self) -> RequestFacts:
-        return RequestFacts(
-            method=self.method.upper(),
-            path=self.path.split("?", 1)[0],
-            headers={k.lower(): v for k, v in self.headers.items()},
-            client_address=self.client.address,
-            user=self.client.user,
-        )
+        return RequestFacts.of(self.method, self.path, self.headers, self.client.address, self.client.user)
 
     def destination(self) -> tuple[str, int]:
         host, _, port = self.host.rpartition(":")

@@ -29,6 +29,19 @@ class RequestFacts:
     client_address: str
     user: str | None = None
 
+    @classmethod
+    def of(
+        cls, method: str, path: str, headers: Mapping[str, str], client_address: str, user: str | None
+    ) -> RequestFacts:
+        """From a request as written anywhere: any case, the query still on the path."""
+        return cls(
+            method=method.upper(),
+            path=path.split("?", 1)[0],
+            headers={name.lower(): value for name, value in headers.items()},
+            client_address=client_address,
+            user=user,
+        )
+
 
 def glob_to_regex(pattern: str) -> re.Pattern[str]:
     """`*` stays inside one path segment, `**` spans segments; everything else is literal."""

@@ -53,9 +53,6 @@ class Runtimes:
             return [self.bash, str(script)]
         return [str(script)]
 
-    def name(self, script: Path) -> str:
-        return runtime_name(script)
-
 
 def runtime_name(script: Path | str) -> str:
     """python, node, bash, or exec (run directly), from the extension."""
