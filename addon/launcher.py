@@ -39,6 +39,7 @@ def mitmdump_args(
     api: str,
     modes: Sequence[str],
     extra: Sequence[str],
+    events: str | None = None,
 ) -> list[str]:
     args = ["--listen-host", listen_host, "--listen-port", str(listen_port)]
     for mode in modes:
@@ -50,6 +51,8 @@ def mitmdump_args(
         "hooks_config": str(config.absolute()),
         "hooks_api": api,
     }
+    if events is not None:
+        ours["hooks_events"] = events
     # An option given twice makes mitmproxy drop *every* deferred option of the -s script,
     # leaving the addon unconfigured: what the user passes wins, ours are left out.
     given = _names_set(extra)
@@ -67,6 +70,7 @@ def launch(
     modes: Sequence[str],
     extra: Sequence[str],
     token: str | None,
+    events: str | None = None,
 ) -> int:
     problems, _ = check(config)
     if problems:
@@ -76,4 +80,4 @@ def launch(
         os.environ[TOKEN_ENV] = token
     from mitmproxy.tools.main import mitmdump
 
-    return mitmdump(mitmdump_args(config, listen_host, listen_port, api, modes, extra)) or 0
+    return mitmdump(mitmdump_args(config, listen_host, listen_port, api, modes, extra, events)) or 0

@@ -181,9 +181,16 @@ def _run_proxy(args: argparse.Namespace, extra: list[str]) -> int:
     from addon.launcher import LaunchError, launch
 
     try:
-        if args.events is not None:
-            extra = ["--set", f"hooks_events={args.events}", *extra]
-        return launch(args.config, args.listen_host, args.listen_port, args.api, args.mode, extra, args.token)
+        return launch(
+            args.config,
+            args.listen_host,
+            args.listen_port,
+            args.api,
+            args.mode,
+            extra,
+            args.token,
+            args.events,
+        )
     except LaunchError as exc:
         print(f"proxy-hooks run: cannot load the hooks configuration:\n{exc}", file=sys.stderr)
         return 2

@@ -74,3 +74,10 @@ def test_an_option_the_user_sets_is_not_set_twice(tmp_path: Path) -> None:
     names = [spec.split("=", 1)[0] for spec in specs]
     assert sorted(names) == ["connection_strategy", "hooks_api", "hooks_config"]
     assert "hooks_api=127.0.0.1:9999" in specs and "connection_strategy=eager" in specs
+    # --events goes through the same rule: a user's own --set hooks_events wins, never both.
+    args = mitmdump_args(
+        tmp_path / "c.json", "h", 1, "", [], ["--set", "hooks_events=mine.db"], events="x.db"
+    )
+    assert [a for a in args if a.startswith("hooks_events=")] == ["hooks_events=mine.db"]
+    args = mitmdump_args(tmp_path / "c.json", "h", 1, "", [], [], events="x.db")
+    assert [a for a in args if a.startswith("hooks_events=")] == ["hooks_events=x.db"]
