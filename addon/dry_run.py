@@ -15,13 +15,12 @@ from typing import Annotated, Any, Literal
 from mitmproxy import http
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
-from addon.engine import HookRun, run_hook
+from addon.engine import Execution, HookRun, run_hook
 from addon.explain import ClientSample
 from addon.flows import apply_verdict, hook_event
 from addon.matching import ClientView, CompiledContainer, CompiledHook, RequestFacts
 from addon.model import METHODS, HeaderMap, Hook, ScriptPath
 from addon.protocol import Phase, body_fields
-from addon.scripts import Runtimes
 from addon.store import Snapshot
 from addon.validation import InvalidInput, Problem, script_inside
 
@@ -99,8 +98,7 @@ async def dry_run(
     hook: Hook,
     position: int,
     sample: DryRunRequest,
-    runtimes: Runtimes,
-    env: dict[str, str],
+    execution: Execution,
     allow_inline: bool,
 ) -> tuple[dict[str, Any], HookRun]:
     """Run the hook's (or the override's) script on the sample. Returns the answer for the API
@@ -136,7 +134,7 @@ async def dry_run(
         phase: Phase = "response" if response is not None else "request"
         run = HookRun.begin(snapshot.container, service, compiled, phase, host, client)
         event = hook_event(exchange, run, compiled, snapshot.container, service, facts.user)
-        verdict = await run_hook(compiled, event, scripts_root, runtimes, env)
+        verdict = await run_hook(compiled, event, scripts_root, execution)
     run.settle(verdict)
     intercept = apply_verdict(exchange, run, verdict, hook.failure_mode)
     final = exchange.response

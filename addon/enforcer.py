@@ -24,7 +24,7 @@ from aiohttp import web
 from mitmproxy import ctx, exceptions, http
 
 from addon.containers import ConfigError, Containers
-from addon.engine import HookRun, Verdict, run_hook
+from addon.engine import Execution, HookRun, Verdict, run_hook
 from addon.event_recorder import (
     DEFAULT_MAX_AGE_DAYS,
     DEFAULT_MAX_ROWS,
@@ -46,6 +46,7 @@ from addon.matching import ClientView, CompiledContainer, CompiledHook, Compiled
 from addon.protocol import Phase
 from addon.recorder import LogRecorder, Recorder
 from addon.scripts import Runtimes, become_subreaper, minimal_env
+from addon.sessions import DEFAULT_IDLE_S, SessionPool
 from addon.watcher import watch_hooks_files
 from control_api.server import (
     ListenError,
@@ -88,8 +89,9 @@ class ProxyHooks:
         self.config_error: str | None = None
         self.recorder: Recorder = LogRecorder()
         self.events: EventRecorder | None = None
-        self.runtimes = Runtimes.detect()
-        self.script_env = minimal_env()
+        runtimes, env = Runtimes.detect(), minimal_env()
+        self.sessions = SessionPool(runtimes, env)
+        self.execution = Execution(runtimes, env, self.sessions)
         self._compiled: dict[str, CompiledContainer] = {}
         self._pending: dict[str, _Pending] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -145,6 +147,13 @@ class ProxyHooks:
             "the API must not become a way to run arbitrary code.",
         )
         loader.add_option(
+            "hooks_exec_idle",
+            int,
+            int(DEFAULT_IDLE_S),
+            "Seconds an exec-session worker (hooks with script.execId) may sit idle before it exits; "
+            "the next run starts it again.",
+        )
+        loader.add_option(
             "hooks_api_token",
             Optional[str],  # noqa: UP045
             None,
@@ -152,6 +161,10 @@ class ProxyHooks:
         )
 
     def configure(self, updated: set[str]) -> None:
+        if "hooks_exec_idle" in updated:
+            if ctx.options.hooks_exec_idle < 1:
+                raise exceptions.OptionsError("hooks_exec_idle must be at least 1 (seconds)")
+            self.sessions.idle_s = float(ctx.options.hooks_exec_idle)
         restart = self._running and bool(updated & (API_OPTIONS | EVENT_OPTIONS))
         if restart:
             self._stop_background()
@@ -178,6 +191,7 @@ class ProxyHooks:
         self._stop_background()
         for task in list(self._tasks):
             task.cancel()
+        self.sessions.close()  # killed and reaped here: nothing outlives the proxy
 
     # --- flows ---
 
@@ -282,9 +296,7 @@ class ProxyHooks:
 
     async def _run(self, match: _Match, event: dict[str, Any]) -> Verdict:
         assert match.hook is not None
-        return await run_hook(
-            match.hook, event, match.container.snapshot.scripts_root, self.runtimes, self.script_env
-        )
+        return await run_hook(match.hook, event, match.container.snapshot.scripts_root, self.execution)
 
     async def _observe(self, run: HookRun, match: _Match, event: dict[str, Any]) -> None:
         """An async hook: runs beside the flow, never delays it, and its answer is not applied."""
@@ -375,7 +387,7 @@ class ProxyHooks:
         assert self.containers is not None
         token = resolve_token(ctx.options.hooks_api_token)
         self._api_runner, self._api_server = await serve_socket(
-            self.containers, sock, token, self.events, ctx.options.hooks_allow_inline_scripts
+            self.containers, sock, token, self.events, ctx.options.hooks_allow_inline_scripts, self.sessions
         )
         self.api_url = url_of(sock)
         log.info("proxy-hooks control API listening on %s", self.api_url)

@@ -7,19 +7,32 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
+import stat
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from addon.matching import ClientView, CompiledHook
-from addon.protocol import BadAnswer, Outcome, Phase, ScriptAnswer, parse_answer
+from addon.protocol import BadAnswer, Outcome, Phase, ScriptAnswer, parse_answer, parse_answer_object
 from addon.scripts import RunResult, Runtimes, run_script, runtime_name
+from addon.sessions import SessionKey, SessionPool, script_stamp, session_runtime
 from addon.validation import resolve_script, script_inside
 
 BLOCK_EXIT_CODE = 2
 MAX_REASON = 500
 MAX_STDERR_SHOWN = 4096
+
+
+@dataclass(frozen=True)
+class Execution:
+    """How scripts run: interpreters by absolute path, the environment they get, and the
+    exec-session workers (None: every hook runs one process per run)."""
+
+    runtimes: Runtimes
+    env: Mapping[str, str]
+    sessions: SessionPool | None = None
 
 
 @dataclass(frozen=True)
@@ -115,6 +128,12 @@ def judge(result: RunResult, phase: Phase, timeout_ms: int) -> Verdict:
         return Verdict("timeout", reason=f"script timed out after {timeout_ms} ms", result=result)
     if result.error:
         return Verdict("failed", reason=result.error, result=result)
+    if result.session:
+        try:
+            answer = parse_answer_object(result.answer)
+        except BadAnswer as exc:
+            return Verdict("failed", reason=f"bad answer from handle: {exc}", result=result)
+        return _verdict_of(answer, phase, result)
     if result.exit_code == BLOCK_EXIT_CODE:
         reason = _excerpt(result.stderr_text) or "blocked by hook script (exit code 2)"
         return Verdict("blocked", ScriptAnswer(block=True, reason=reason), reason, result)
@@ -125,6 +144,10 @@ def judge(result: RunResult, phase: Phase, timeout_ms: int) -> Verdict:
         answer = parse_answer(result.stdout)
     except BadAnswer as exc:
         return Verdict("failed", reason=f"bad script output: {exc}", result=result)
+    return _verdict_of(answer, phase, result)
+
+
+def _verdict_of(answer: ScriptAnswer, phase: Phase, result: RunResult) -> Verdict:
     if answer.block:
         return Verdict("blocked", answer, answer.reason or "blocked by hook script", result)
     if phase == "request" and answer.response is not None:
@@ -135,23 +158,30 @@ def judge(result: RunResult, phase: Phase, timeout_ms: int) -> Verdict:
 
 
 async def run_hook(
-    hook: CompiledHook,
-    event: Mapping[str, Any],
-    scripts_root: Path,
-    runtimes: Runtimes,
-    env: Mapping[str, str],
+    hook: CompiledHook, event: Mapping[str, Any], scripts_root: Path, execution: Execution
 ) -> Verdict:
     script_path = hook.hook.script.path
     script = resolve_script(scripts_root, script_path)
     # Checked again at run time: a symlink may have changed since the file was validated.
     if not script_inside(scripts_root, script_path):
         return Verdict("failed", reason=f"script {script_path} resolves outside the scripts folder")
-    if not script.is_file():
-        return Verdict("failed", reason=f"script not found: {script_path} (looked in {scripts_root.name}/)")
     try:
-        command = runtimes.command(script)
+        info = os.stat(script)
+    except OSError:
+        info = None
+    if info is None or not stat.S_ISREG(info.st_mode):
+        return Verdict("failed", reason=f"script not found: {script_path} (looked in {scripts_root.name}/)")
+    timeout_s = hook.hook.timeout / 1000
+    session = session_runtime(script) if hook.hook.script.execId else None
+    if session is not None and execution.sessions is not None:
+        assert hook.hook.script.execId is not None
+        key = SessionKey(str(event["container"]), hook.hook.script.execId, session)
+        result = await execution.sessions.run(key, script, script_stamp(info), event, timeout_s, scripts_root)
+        return judge(result, event["phase"], hook.hook.timeout)
+    try:
+        command = execution.runtimes.command(script)
     except FileNotFoundError as exc:
         return Verdict("failed", reason=str(exc))
     stdin = json.dumps(event).encode()
-    result = await run_script(command, stdin, hook.hook.timeout / 1000, scripts_root, env)
+    result = await run_script(command, stdin, timeout_s, scripts_root, execution.env)
     return judge(result, event["phase"], hook.hook.timeout)

@@ -70,6 +70,13 @@ def parse_answer(stdout: bytes) -> ScriptAnswer:
         data = json.loads(text)
     except (ValueError, UnicodeDecodeError):
         raise BadAnswer(f"output is not JSON: {_excerpt(stdout)}") from None
+    return parse_answer_object(data)
+
+
+def parse_answer_object(data: Any) -> ScriptAnswer:
+    """An answer already decoded from JSON (an exec session's return value); None: carry on."""
+    if data is None:
+        return ScriptAnswer()
     if not isinstance(data, dict):
         raise BadAnswer(f"output must be a JSON object, got {type(data).__name__}")
     try:

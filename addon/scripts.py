@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 MAX_STDOUT = 1024 * 1024
 MAX_STDERR = 64 * 1024
@@ -85,6 +86,9 @@ class RunResult:
     duration_ms: float
     timed_out: bool = False
     error: str | None = None  # could not start, or output over the limit
+    # Exec sessions: handle(event)'s return value, already decoded; no exit code.
+    answer: Any = None
+    session: bool = False
 
     @property
     def stderr_text(self) -> str:

@@ -9,12 +9,24 @@ import logging
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
+from addon.catalog import session_problems
 from addon.containers import Containers
+from addon.engine import Execution
 from addon.event_recorder import EventRecorder
-from addon.scripts import Runtimes
+from addon.scripts import Runtimes, minimal_env
+from addon.sessions import SessionPool
 from control_api import debug_routes, events_routes, hooks_routes, openapi
 from control_api.envelope import ApiError, error_body, ok
-from control_api.keys import ALLOW_INLINE, CONTAINERS, ETAG, EVENTS, MAX_BODY_BYTES, RUNTIMES, TOKEN
+from control_api.keys import (
+    ALLOW_INLINE,
+    CONTAINERS,
+    ETAG,
+    EVENTS,
+    EXECUTION,
+    LIVE_SESSIONS,
+    MAX_BODY_BYTES,
+    TOKEN,
+)
 
 log = logging.getLogger(__name__)
 
@@ -67,8 +79,14 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
 
 async def healthz(request: web.Request) -> web.Response:
     containers = []
+    live = request.app.get(LIVE_SESSIONS)
+    sessions = live if live is not None else request.app[EXECUTION].sessions
+    load_problems = dict(sessions.load_problems) if sessions is not None else {}
+    problems: list[dict[str, object]] = []
     for name, store in request.app[CONTAINERS]:
         snapshot = await asyncio.to_thread(store.read)
+        for problem in await asyncio.to_thread(session_problems, snapshot, load_problems):
+            problems.append({"container": name, **problem})
         error = store.error
         containers.append(
             {
@@ -79,8 +97,15 @@ async def healthz(request: web.Request) -> web.Response:
                 "error": None if error is None else [str(p) for p in error.problems],
             }
         )
-    status = "ok" if all(c["error"] is None for c in containers) else "degraded"
-    data: dict[str, object] = {"status": status, "containers": containers}
+    healthy = all(c["error"] is None for c in containers) and not problems
+    data: dict[str, object] = {
+        "status": "ok" if healthy else "degraded",
+        "containers": containers,
+        "exec_sessions": {
+            "workers": sessions.status() if sessions is not None else [],
+            "problems": problems,
+        },
+    }
     events = request.app.get(EVENTS)
     if events is not None:
         data["events"] = {
@@ -93,17 +118,31 @@ async def healthz(request: web.Request) -> web.Response:
     return ok("OK", data)
 
 
+DRY_RUN_IDLE_S = 60.0
+
+
+async def _close(sessions: SessionPool) -> None:
+    sessions.close()
+
+
 def make_app(
     containers: Containers,
     token: str = "",
     events: EventRecorder | None = None,
     allow_inline_scripts: bool = False,
+    live_sessions: SessionPool | None = None,
 ) -> web.Application:
+    """`live_sessions`: the proxy's exec sessions, when the API runs inside the proxy."""
     app = web.Application(middlewares=[envelope_middleware, auth_middleware], client_max_size=MAX_BODY_BYTES)
     app[CONTAINERS] = containers
     app[TOKEN] = token
     app[ALLOW_INLINE] = allow_inline_scripts
-    app[RUNTIMES] = Runtimes.detect()
+    runtimes, env = Runtimes.detect(), minimal_env()
+    dry_run_sessions = SessionPool(runtimes, env, idle_s=DRY_RUN_IDLE_S)
+    app[EXECUTION] = Execution(runtimes, env, dry_run_sessions)
+    app.on_cleanup.append(lambda _: _close(dry_run_sessions))
+    if live_sessions is not None:
+        app[LIVE_SESSIONS] = live_sessions
     if events is not None:
         app[EVENTS] = events
     app.router.add_get("/healthz", healthz)

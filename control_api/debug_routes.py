@@ -10,11 +10,10 @@ from addon.dry_run import DryRunRequest, InlineScriptsDisabled, dry_run
 from addon.events import Event
 from addon.explain import MatchQuery, explain
 from addon.matching import CompiledContainer
-from addon.scripts import minimal_env
 from addon.validation import InvalidInput, parse_model
 from control_api.envelope import ApiError, ok
 from control_api.hooks_routes import find_hook, load_container, read_body
-from control_api.keys import ALLOW_INLINE, CONTAINERS, EVENTS, RUNTIMES
+from control_api.keys import ALLOW_INLINE, CONTAINERS, EVENTS, EXECUTION
 
 
 async def list_containers(request: web.Request) -> web.Response:
@@ -63,8 +62,7 @@ async def test_hook(request: web.Request) -> web.Response:
             hook,
             position,
             sample,
-            request.app[RUNTIMES],
-            minimal_env(),
+            request.app[EXECUTION],
             request.app[ALLOW_INLINE],
         )
     except InvalidInput as exc:

@@ -16,7 +16,7 @@ from addon.model import RESERVED_SERVICES
 from addon.validation import InvalidInput, Problem, validate
 from control_api.envelope import ApiError, not_found, ok
 from control_api.hooks_routes import load_container
-from control_api.keys import ETAG, EVENTS
+from control_api.keys import ETAG, EVENTS, LIVE_SESSIONS
 
 BASE = "/api/v1/containers/{id}/proxy"
 LIST_PARAMS = {"outcome", "kind"}
@@ -152,7 +152,9 @@ async def stream_events(request: web.Request) -> web.StreamResponse:
 
 async def catalog(request: web.Request) -> web.Response:
     _, snapshot = await load_container(request)
-    services = await asyncio.to_thread(resolve_catalog, snapshot)
+    live = request.app.get(LIVE_SESSIONS)
+    problems = dict(live.load_problems) if live is not None else None
+    services = await asyncio.to_thread(resolve_catalog, snapshot, problems)
     data = {"services": services, "file_version": snapshot.version, "etag": snapshot.etag}
     return ok("Catalog resolved successfully", data)
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 from aiohttp import web
 
 from addon.containers import Containers
+from addon.engine import Execution
 from addon.event_recorder import EventRecorder
-from addon.scripts import Runtimes
+from addon.sessions import SessionPool
 
 CONTAINERS = web.AppKey("containers", Containers)
 TOKEN = web.AppKey("token", str)
@@ -16,7 +17,11 @@ EVENTS = web.AppKey("events", EventRecorder)
 # Whether a dry run may bring its own script source (hooks_allow_inline_scripts; off by default:
 # the API must not become a way to run arbitrary code).
 ALLOW_INLINE = web.AppKey("allow_inline_scripts", bool)
-RUNTIMES = web.AppKey("runtimes", Runtimes)
+# How dry runs execute scripts: exec-session hooks get workers of the API's own (never the live
+# traffic's, whose module state a dry run must not touch).
+EXECUTION = web.AppKey("execution", Execution)
+# The proxy's live exec sessions, for /healthz and the catalog; absent in a standalone API.
+LIVE_SESSIONS = web.AppKey("live_sessions", SessionPool)
 # The ETag of the container a request is about; the envelope middleware stamps it on every
 # response, errors included, so a client that got a 412 can retry with the ETag it was sent.
 ETAG = "proxy_hooks.etag"

@@ -106,6 +106,13 @@ class Stats(BaseModel):
     dropped: int
 
 
+class SessionInfo(BaseModel):
+    exec_id: str
+    runtime: str | None = Field(description="python or node; None: this runtime runs one process per run")
+    problem: str | None = Field(description="why the script cannot serve the session (e.g. no handle)")
+    note: str | None
+
+
 class CatalogEntry(BaseModel):
     id: str | None
     position: int
@@ -119,6 +126,7 @@ class CatalogEntry(BaseModel):
     file: str
     runtime: str = Field(description="python, node, bash or exec")
     exists: bool
+    session: SessionInfo | None = Field(description="set when the hook has script.execId")
     problem: str | None
 
 
@@ -148,9 +156,39 @@ class HealthContainer(BaseModel):
     error: list[str] | None
 
 
+class SessionWorker(BaseModel):
+    container: str
+    exec_id: str
+    runtime: str
+    pid: int | None
+    state: str = Field(description="starting, ready, stopping, stopped")
+    runs: int
+    in_flight: int
+    started_at: str | None
+    restarts: int
+    last_failure: str | None = Field(description="why its last worker was killed or crashed")
+
+
+class SessionProblem(BaseModel):
+    container: str
+    service: str
+    hook: str | None
+    exec_id: str
+    script: str
+    problem: str
+
+
+class ExecSessions(BaseModel):
+    workers: list[SessionWorker]
+    problems: list[SessionProblem]
+
+
 class Health(BaseModel):
-    status: str = Field(description="ok, or degraded while a hooks file is invalid")
+    status: str = Field(
+        description="ok; degraded while a hooks file is invalid or an exec-session script cannot load"
+    )
     containers: list[HealthContainer]
+    exec_sessions: ExecSessions
     events: dict[str, Any] | None = None
 
 

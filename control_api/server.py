@@ -15,6 +15,7 @@ from aiohttp import web
 
 from addon.containers import Containers
 from addon.event_recorder import EventRecorder
+from addon.sessions import SessionPool
 from control_api.app import make_app
 
 TOKEN_ENV = "PROXY_HOOKS_API_TOKEN"
@@ -99,10 +100,11 @@ async def serve_socket(
     token: str,
     events: EventRecorder | None = None,
     allow_inline_scripts: bool = False,
+    live_sessions: SessionPool | None = None,
 ) -> tuple[web.AppRunner, asyncio.Server]:
     """Serve the API on an already bound socket. Closing the returned server stops listening
     at once (synchronously); `runner.cleanup()` then finishes open requests."""
-    app = make_app(containers, token, events, allow_inline_scripts)
+    app = make_app(containers, token, events, allow_inline_scripts, live_sessions)
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=1)
     await runner.setup()
     assert runner.server is not None

@@ -1,0 +1,518 @@
+"""Exec sessions: long-lived workers that load a hook script once and call its `handle(event)`.
+
+One worker process per (container, execId, runtime), started on first use. Runs are framed
+JSON lines with request ids (see `addon/hosts/python_host.py`), so one worker carries many runs
+at once. The proxy never trusts a worker to behave:
+
+- every run has its own deadline; a run that misses it fails on its own, and the worker is
+  pinged: one that does not answer within `STUCK_GRACE_S` (a sync handler in an endless loop)
+  is killed;
+- a worker that exits, floods its raw output or sends an oversized frame is killed, every run in
+  flight on it fails at once with the reason, and the next run starts a new one after a backoff
+  that doubles with each consecutive failure;
+- a worker idle for `idle_s` exits; `close()` kills every worker (and whatever it started) and
+  reaps them, so nothing outlives the proxy.
+
+Workers are plain `subprocess.Popen` children watched through pidfds, not asyncio subprocesses:
+`close()` must reap synchronously from mitmproxy's sync `done` hook, which asyncio's child
+watchers would race.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from addon.scripts import MAX_STDOUT, RunResult, Runtimes, _reap_group, runtime_name
+
+HOSTS = Path(__file__).parent / "hosts"
+SESSION_RUNTIMES = ("python", "node")
+DEFAULT_IDLE_S = 300.0
+STUCK_GRACE_S = 1.0
+BACKOFF_FIRST_S = 0.1
+BACKOFF_MAX_S = 5.0
+# A run's captured log is bounded in the worker; its answer by MAX_STDOUT. Past this a frame is
+# not something a well-behaved worker sends.
+MAX_FRAME = MAX_STDOUT + 512 * 1024
+RAW_OUTPUT_RATE = 256 * 1024  # bytes/s a worker may write outside runs, on average…
+RAW_OUTPUT_BURST = 1024 * 1024  # …with bursts up to this
+RAW_TAIL = 2048
+STOP_GRACE_S = 1.0
+
+
+@dataclass(frozen=True)
+class SessionKey:
+    container: str
+    exec_id: str
+    runtime: str
+
+    def __str__(self) -> str:
+        return f"exec session {self.exec_id!r} ({self.runtime})"
+
+
+def session_runtime(script: Path | str) -> str | None:
+    """The runtime that can host `script` in an exec session, or None (bash, executables)."""
+    runtime = runtime_name(script)
+    return runtime if runtime in SESSION_RUNTIMES else None
+
+
+def script_stamp(stat: os.stat_result) -> str:
+    """Changes whenever the file does: the worker reloads a script whose stamp changed."""
+    return f"{stat.st_mtime_ns}-{stat.st_size}-{stat.st_ino}"
+
+
+def host_command(runtimes: Runtimes, runtime: str) -> list[str]:
+    if runtime == "python":
+        return [runtimes.python, str(HOSTS / "python_host.py")]
+    if runtimes.node is None:
+        raise FileNotFoundError("node is not installed (needed for JavaScript hooks)")
+    return [runtimes.node, str(HOSTS / "node_host.cjs")]
+
+
+class _Lines(asyncio.Protocol):
+    """The worker's answer channel, split into frames."""
+
+    def __init__(self, on_line: Callable[[bytes], None], on_overflow: Callable[[], None]) -> None:
+        self.buffer = bytearray()
+        self.on_line = on_line
+        self.on_overflow = on_overflow
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        start = 0
+        while (end := self.buffer.find(b"\n", start)) >= 0:
+            self.on_line(bytes(self.buffer[start:end]))
+            start = end + 1
+        del self.buffer[:start]
+        if len(self.buffer) > MAX_FRAME:
+            self.buffer.clear()
+            self.on_overflow()
+
+
+class _Output(asyncio.Protocol):
+    """The worker's raw stdout+stderr (not inside a run): kept as a tail, rate-limited."""
+
+    def __init__(self, on_flood: Callable[[], None]) -> None:
+        self.tail = b""
+        self.tokens = float(RAW_OUTPUT_BURST)
+        self.last = time.monotonic()
+        self.on_flood = on_flood
+
+    def data_received(self, data: bytes) -> None:
+        now = time.monotonic()
+        self.tokens = min(RAW_OUTPUT_BURST, self.tokens + (now - self.last) * RAW_OUTPUT_RATE) - len(data)
+        self.last = now
+        self.tail = (self.tail + data)[-RAW_TAIL:]
+        if self.tokens < 0:
+            self.on_flood()
+
+
+@dataclass
+class _Pending:
+    future: asyncio.Future[RunResult]
+    script: str
+    sent: float
+
+
+@dataclass
+class Worker:
+    """One worker process and the runs in flight on it."""
+
+    key: SessionKey
+    command: list[str]
+    cwd: Path
+    env: Mapping[str, str]
+    idle_s: float
+    on_end: Callable[[Worker, bool], None]  # (worker, crashed)
+    on_frame: Callable[[Worker, str, dict[str, Any]], None]  # (worker, script, answer frame)
+    proc: subprocess.Popen[bytes] | None = None
+    state: str = "starting"  # starting, ready, stopping, dead
+    end_reason: str | None = None
+    runs: int = 0
+    started_at: float = field(default_factory=time.time)
+    _pending: dict[int, _Pending] = field(default_factory=dict)
+    _next_id: int = 0
+    _stdin: asyncio.WriteTransport | None = None
+    _transports: list[asyncio.BaseTransport] = field(default_factory=list)
+    _output: _Output | None = None
+    _pidfd: int | None = None
+    _ping: int | None = None
+    _idle: asyncio.TimerHandle | None = None
+    _last_active: float = field(default_factory=time.monotonic)
+
+    @property
+    def alive(self) -> bool:
+        return self.state in ("starting", "ready")
+
+    @property
+    def pid(self) -> int | None:
+        return None if self.proc is None else self.proc.pid
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._pending)
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        answers_read, answers_write = os.pipe()
+        try:
+            # Blocking, but a vfork+exec: well under a millisecond, once per worker.
+            self.proc = subprocess.Popen(  # noqa: ASYNC220
+                [*self.command, str(answers_write)],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                pass_fds=(answers_write,),
+                cwd=self.cwd,
+                env=dict(self.env),
+                start_new_session=True,  # its own group: killing it kills what it started
+            )
+        except OSError:
+            os.close(answers_read)
+            raise
+        finally:
+            os.close(answers_write)
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        answers = os.fdopen(answers_read, "rb", buffering=0)
+        transport, _ = await loop.connect_read_pipe(
+            lambda: _Lines(self._on_line, lambda: self._end("sent a frame over the size limit")), answers
+        )
+        self._transports.append(transport)
+        self._output = _Output(lambda: self._end(_flood_reason()))
+        transport, _ = await loop.connect_read_pipe(
+            lambda: self._output or asyncio.Protocol(), self.proc.stdout
+        )
+        self._transports.append(transport)
+        stdin, _ = await loop.connect_write_pipe(asyncio.Protocol, self.proc.stdin)
+        self._stdin = stdin
+        self._transports.append(stdin)
+        with contextlib.suppress(OSError, AttributeError):
+            self._pidfd = os.pidfd_open(self.proc.pid)
+            loop.add_reader(self._pidfd, self._on_exit)
+        if self.state == "starting":
+            self.state = "ready"
+
+    async def run(self, script: str, stamp: str, event: Mapping[str, Any], deadline: float) -> RunResult:
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        if not self.alive or self._stdin is None:
+            return _failed(started, f"{self.key} is not running: {self.end_reason}")
+        self._next_id += 1
+        run_id = self._next_id
+        future: asyncio.Future[RunResult] = loop.create_future()
+        self._pending[run_id] = _Pending(future, script, started)
+        frame = {"op": "run", "id": run_id, "script": script, "stamp": stamp, "event": event}
+        self._send(frame)
+        self.runs += 1
+        try:
+            async with asyncio.timeout_at(deadline):
+                return await future
+        except TimeoutError:
+            self._pending.pop(run_id, None)
+            self._send({"op": "cancel", "id": run_id})
+            self._suspect()
+            return RunResult(None, b"", b"", _ms(started), timed_out=True)
+        except asyncio.CancelledError:  # the flow went away: the worker need not finish it
+            self._pending.pop(run_id, None)
+            self._send({"op": "cancel", "id": run_id})
+            raise
+        finally:
+            self._touch()
+
+    def stop(self, reason: str) -> None:
+        """Ask it to exit (stdin closes); killed if it has not after STOP_GRACE_S."""
+        if not self.alive:
+            return
+        self.state = "stopping"
+        self.end_reason = reason
+        if self._stdin is not None:
+            self._stdin.close()
+        with contextlib.suppress(RuntimeError):
+            asyncio.get_running_loop().call_later(STOP_GRACE_S, self._end, reason)
+
+    def kill_and_reap(self, reason: str) -> None:
+        """Synchronous, for shutdown: nothing of it survives this call."""
+        if self.alive:
+            self.state, self.end_reason = "stopping", reason
+        self._end(reason)
+        if self.proc is not None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.proc.wait(timeout=STOP_GRACE_S)
+            _reap_group(self.proc.pid, attempts=1)
+        self._close_pidfd()
+
+    # --- internals ---
+
+    def _send(self, frame: dict[str, Any]) -> None:
+        if self._stdin is not None and not self._stdin.is_closing():
+            self._stdin.write(json.dumps(frame).encode() + b"\n")
+
+    def _touch(self) -> None:
+        self._last_active = time.monotonic()
+        if self._pending or not self.alive:
+            return
+        if self._idle is not None:
+            self._idle.cancel()
+        with contextlib.suppress(RuntimeError):
+            self._idle = asyncio.get_running_loop().call_later(self.idle_s, self._idle_check)
+
+    def _idle_check(self) -> None:
+        if not self._pending and time.monotonic() - self._last_active >= self.idle_s * 0.99:
+            self.stop(f"stopped after {self.idle_s:g} s idle")
+
+    def _suspect(self) -> None:
+        """A run timed out: is the worker still answering at all?"""
+        if self._ping is not None or not self.alive:
+            return
+        self._next_id += 1
+        self._ping = self._next_id
+        self._send({"op": "ping", "id": self._ping})
+        ping = self._ping
+
+        def check() -> None:
+            if self._ping == ping:
+                self._end(
+                    f"killed: it did not answer a ping within {STUCK_GRACE_S:g} s after a run timed "
+                    "out (stuck, e.g. a sync handle in an endless loop)"
+                )
+
+        asyncio.get_running_loop().call_later(STUCK_GRACE_S, check)
+
+    def _on_line(self, line: bytes) -> None:
+        try:
+            frame = json.loads(line)
+            run_id = frame["id"]
+        except (ValueError, KeyError, TypeError):
+            self._end(f"sent a malformed frame: {line[:120]!r}")
+            return
+        if frame.get("pong"):
+            if run_id == self._ping:
+                self._ping = None
+            return
+        pending = self._pending.pop(run_id, None)
+        if pending is None or pending.future.done():
+            return  # an answer to a run that timed out or was cancelled
+        self.on_frame(self, pending.script, frame)
+        pending.future.set_result(_result_of(frame, _ms(pending.sent)))
+
+    def _on_exit(self) -> None:
+        if self.proc is not None and self.proc.poll() is not None:
+            self._close_pidfd()
+            code = self.proc.returncode
+            how = f"killed by {_signal_name(-code)}" if code < 0 else f"exited with code {code}"
+            self._end(how)
+            _reap_group(self.proc.pid)
+
+    def _end(self, reason: str) -> None:
+        """It is over for this worker: kill its group, fail what is in flight, tell the pool."""
+        if self.state == "dead":
+            return
+        expected = self.state == "stopping"
+        self.state = "dead"
+        if not expected:
+            self.end_reason = reason
+        if self.proc is not None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
+        tail = self._output.tail.decode("utf-8", "replace").strip() if self._output else ""
+        message = f"{self.key} {self.end_reason}" + (f"; its last output: {tail[-500:]}" if tail else "")
+        for pending in self._pending.values():
+            if not pending.future.done():
+                pending.future.set_result(_failed(pending.sent, message))
+        self._pending.clear()
+        for transport in self._transports:
+            transport.close()
+        if self._idle is not None:
+            self._idle.cancel()
+        if self._pidfd is not None and self.proc is not None and self.proc.poll() is None:
+            pass  # the pidfd reader reaps it once the kill has landed
+        else:
+            self._close_pidfd()
+        self.on_end(self, not expected)
+
+    def _close_pidfd(self) -> None:
+        if self._pidfd is None:
+            return
+        with contextlib.suppress(RuntimeError, ValueError):
+            asyncio.get_running_loop().remove_reader(self._pidfd)
+        os.close(self._pidfd)
+        self._pidfd = None
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "container": self.key.container,
+            "exec_id": self.key.exec_id,
+            "runtime": self.key.runtime,
+            "pid": self.pid,
+            "state": self.state,
+            "runs": self.runs,
+            "in_flight": self.in_flight,
+            "started_at": _iso(self.started_at),
+        }
+
+
+def _iso(ts: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
+
+
+def _signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"
+
+
+def _flood_reason() -> str:
+    return (
+        f"killed: it flooded its output (over {RAW_OUTPUT_BURST // 1024} KiB, faster than "
+        f"{RAW_OUTPUT_RATE // 1024} KiB/s)"
+    )
+
+
+def _ms(since: float) -> float:
+    return round((asyncio.get_running_loop().time() - since) * 1000, 3)
+
+
+def _failed(started: float, reason: str) -> RunResult:
+    return RunResult(None, b"", b"", _ms(started), error=reason, session=True)
+
+
+def _result_of(frame: dict[str, Any], duration_ms: float) -> RunResult:
+    log = str(frame.get("log") or "").encode()
+    if "error" in frame:
+        return RunResult(None, b"", log, duration_ms, error=str(frame["error"]), session=True)
+    return RunResult(None, b"", log, duration_ms, answer=frame.get("answer"), session=True)
+
+
+@dataclass
+class _Health:
+    """Per session: consecutive failures, and when the next worker may start."""
+
+    failures: int = 0
+    not_before: float = 0.0
+    last_failure: str | None = None
+    restarts: int = 0
+
+
+class SessionPool:
+    """The exec-session workers of one proxy (or one control API, for its dry runs)."""
+
+    def __init__(self, runtimes: Runtimes, env: Mapping[str, str], idle_s: float = DEFAULT_IDLE_S) -> None:
+        self.runtimes = runtimes
+        self.env = env
+        self.idle_s = idle_s
+        self._workers: dict[SessionKey, Worker] = {}
+        self._starting: dict[SessionKey, asyncio.Task[None]] = {}
+        self._health: dict[SessionKey, _Health] = {}
+        self.load_problems: dict[tuple[str, str], str] = {}  # (container, script) -> why it won't load
+
+    async def run(
+        self, key: SessionKey, script: Path, stamp: str, event: Mapping[str, Any], timeout_s: float, cwd: Path
+    ) -> RunResult:
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        deadline = started + timeout_s
+        worker = self._workers.get(key)
+        if worker is not None and worker.state == "starting":
+            worker = await self._worker(key, cwd)  # another run is starting it: wait for that
+        elif worker is None or not worker.alive:
+            health = self._health.setdefault(key, _Health())
+            wait = health.not_before - loop.time()
+            if wait > 0:
+                if loop.time() + wait >= deadline:
+                    return _failed(
+                        started,
+                        f"{key} is restarting after a failure ({health.last_failure}); next start in "
+                        f"{wait:.1f} s",
+                    )
+                await asyncio.sleep(wait)
+            try:
+                worker = await self._worker(key, cwd)
+            except OSError as exc:
+                return _failed(started, f"cannot start {key}: {exc.strerror or exc}")
+        return await worker.run(str(script), stamp, event, deadline)
+
+    async def _worker(self, key: SessionKey, cwd: Path) -> Worker:
+        worker = self._workers.get(key)
+        if worker is not None and worker.alive:
+            starting = self._starting.get(key)
+            if starting is not None:
+                await asyncio.shield(starting)
+            return worker
+        worker = Worker(
+            key,
+            host_command(self.runtimes, key.runtime),
+            cwd,
+            self.env,
+            self.idle_s,
+            self._ended,
+            self._answered,
+        )
+        self._workers[key] = worker
+        task = asyncio.get_running_loop().create_task(worker.start())
+        self._starting[key] = task
+        try:
+            await asyncio.shield(task)
+        except OSError:
+            worker.state = "dead"
+            self._workers.pop(key, None)
+            raise
+        finally:
+            self._starting.pop(key, None)
+        if key in self._health and self._health[key].failures:
+            self._health[key].restarts += 1
+        return worker
+
+    def _ended(self, worker: Worker, crashed: bool) -> None:
+        if self._workers.get(worker.key) is worker:
+            del self._workers[worker.key]
+        if not crashed:
+            return
+        health = self._health.setdefault(worker.key, _Health())
+        health.failures += 1
+        health.last_failure = worker.end_reason
+        delay = min(BACKOFF_FIRST_S * 2 ** (health.failures - 1), BACKOFF_MAX_S)
+        with contextlib.suppress(RuntimeError):
+            health.not_before = asyncio.get_running_loop().time() + delay
+
+    def _answered(self, worker: Worker, script: str, frame: dict[str, Any]) -> None:
+        problem_key = (worker.key.container, script)
+        if frame.get("kind") == "load":
+            self.load_problems[problem_key] = str(frame.get("error"))
+            return
+        self.load_problems.pop(problem_key, None)
+        health = self._health.get(worker.key)
+        if health is not None:
+            health.failures = 0
+
+    def status(self) -> list[dict[str, Any]]:
+        rows = []
+        for key in sorted(set(self._workers) | set(self._health), key=str):
+            worker = self._workers.get(key)
+            health = self._health.get(key, _Health())
+            if worker is not None:
+                row = worker.status()
+            else:
+                row = {"container": key.container, "exec_id": key.exec_id, "runtime": key.runtime}
+                row.update(pid=None, state="stopped", runs=0, in_flight=0, started_at=None)
+            row.update(restarts=health.restarts, last_failure=health.last_failure)
+            rows.append(row)
+        return rows
+
+    def pids(self) -> list[int]:
+        return [w.pid for w in self._workers.values() if w.pid is not None]
+
+    def close(self) -> None:
+        """Kill and reap every worker now (sync: mitmproxy's `done` hook is)."""
+        for worker in list(self._workers.values()):
+            worker.kill_and_reap("stopped with the proxy")
+        self._workers.clear()
