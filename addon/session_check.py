@@ -56,8 +56,8 @@ def _cached_problem(script: str, runtime: str, _mtime_ns: int, _size: int) -> st
 
 
 def _binds_handle(body: list[ast.stmt]) -> bool:
-    """Any top-level way of defining `handle`, including under if/try/with; a star import or a
-    write to globals() might, so those count as yes."""
+    """Any top-level way of defining `handle`, including under if/try/with; a star import or
+    globals()/setattr()/exec() might, so those count as yes."""
     for node in body:
         if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef) and node.name == "handle":
             return True
@@ -80,6 +80,12 @@ def _binds_handle(body: list[ast.stmt]) -> bool:
                 nested.extend(handler.body)
             if _binds_handle(nested):
                 return True
-        if isinstance(node, ast.Expr) and "globals" in ast.unparse(node):
+        if any(
+            isinstance(n, ast.Call) and isinstance(n.func, ast.Name) and n.func.id in _DYNAMIC
+            for n in ast.walk(node)
+        ):
             return True
     return False
+
+
+_DYNAMIC = {"globals", "setattr", "exec", "vars"}  # could bind anything: assume they bind handle

@@ -247,7 +247,7 @@ class Worker:
         if self.proc is not None:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 self.proc.wait(timeout=STOP_GRACE_S)
-            _reap_group(self.proc.pid, attempts=1)
+            _reap_group_now(self.proc.pid, time.monotonic() + STOP_GRACE_S)
         self._close_pidfd()
 
     # --- internals ---
@@ -358,6 +358,17 @@ class Worker:
             "in_flight": self.in_flight,
             "started_at": _iso(self.started_at),
         }
+
+
+def _reap_group_now(pgid: int, deadline: float) -> None:
+    """Block until every process of the killed group that was re-parented to us is reaped (the
+    proxy is a child subreaper), or the deadline passes. Shutdown only."""
+    while time.monotonic() < deadline:
+        try:
+            if os.waitid(os.P_PGID, pgid, os.WEXITED | os.WNOHANG) is None:
+                time.sleep(0.01)  # one is still dying
+        except ChildProcessError:
+            return  # none left that is ours
 
 
 def _iso(ts: float) -> str:

@@ -1,0 +1,3 @@
+"""An exec-session script without handle(event)."""
+
+GREETING = "hello"
