@@ -183,5 +183,8 @@ async def run_hook(
     except FileNotFoundError as exc:
         return Verdict("failed", reason=str(exc))
     stdin = json.dumps(event).encode()
-    result = await run_script(command, stdin, timeout_s, scripts_root, execution.env)
+    if execution.sessions is not None:
+        result = await execution.sessions.spawn(command, stdin, timeout_s, scripts_root)
+    else:
+        result = await run_script(command, stdin, timeout_s, scripts_root, execution.env)
     return judge(result, event["phase"], hook.hook.timeout)

@@ -21,6 +21,7 @@ watchers would race.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import json
 import os
@@ -70,9 +71,16 @@ def script_stamp(stat: os.stat_result) -> str:
     return f"{stat.st_mtime_ns}-{stat.st_size}-{stat.st_ino}"
 
 
+# The worker that starts per-run scripts (hooks without execId) on the proxy's behalf.
+SPAWNER = SessionKey("*", "per-run spawner", "spawner")
+SPAWN_GRACE_S = 2.0
+
+
 def host_command(runtimes: Runtimes, runtime: str) -> list[str]:
     if runtime == "python":
         return [runtimes.python, str(HOSTS / "python_host.py")]
+    if runtime == "spawner":
+        return [runtimes.python, str(HOSTS / "spawner.py")]
     if runtimes.node is None:
         raise FileNotFoundError("node is not installed (needed for JavaScript hooks)")
     return [runtimes.node, str(HOSTS / "node_host.cjs")]
@@ -201,7 +209,8 @@ class Worker:
         if self.state == "starting":
             self.state = "ready"
 
-    async def run(self, script: str, stamp: str, event: Mapping[str, Any], deadline: float) -> RunResult:
+    async def call(self, label: str, payload: Mapping[str, Any], deadline: float) -> RunResult:
+        """One run: `payload` joins the frame; `label` (the script) names it in load problems."""
         loop = asyncio.get_running_loop()
         started = loop.time()
         if not self.alive or self._stdin is None:
@@ -209,24 +218,25 @@ class Worker:
         self._next_id += 1
         run_id = self._next_id
         future: asyncio.Future[RunResult] = loop.create_future()
-        self._pending[run_id] = _Pending(future, script, started)
-        frame = {"op": "run", "id": run_id, "script": script, "stamp": stamp, "event": event}
-        self._send(frame)
+        self._pending[run_id] = _Pending(future, label, started)
+        self._send({"op": "run", "id": run_id, **payload})
         self.runs += 1
+        # A plain timer rather than asyncio.timeout(): this is on every run's path.
+        timer = loop.call_at(deadline, _expire, future)
         try:
-            async with asyncio.timeout_at(deadline):
-                return await future
-        except TimeoutError:
-            self._pending.pop(run_id, None)
-            self._send({"op": "cancel", "id": run_id})
-            self._suspect()
-            return RunResult(None, b"", b"", _ms(started), timed_out=True)
+            result = await future
         except asyncio.CancelledError:  # the flow went away: the worker need not finish it
-            self._pending.pop(run_id, None)
-            self._send({"op": "cancel", "id": run_id})
+            self._give_up(run_id)
             raise
         finally:
-            self._touch()
+            timer.cancel()
+            self._last_active = time.monotonic()
+            self._arm_idle_timer()
+        if result is _TIMED_OUT:
+            self._give_up(run_id)
+            self._suspect()
+            return RunResult(None, b"", b"", _ms(started), timed_out=True)
+        return result
 
     def stop(self, reason: str) -> None:
         """Ask it to exit (stdin closes); killed if it has not after STOP_GRACE_S."""
@@ -256,18 +266,24 @@ class Worker:
         if self._stdin is not None and not self._stdin.is_closing():
             self._stdin.write(json.dumps(frame).encode() + b"\n")
 
-    def _touch(self) -> None:
-        self._last_active = time.monotonic()
-        if self._pending or not self.alive:
-            return
-        if self._idle is not None:
-            self._idle.cancel()
-        with contextlib.suppress(RuntimeError):
-            self._idle = asyncio.get_running_loop().call_later(self.idle_s, self._idle_check)
+    def _give_up(self, run_id: int) -> None:
+        self._pending.pop(run_id, None)
+        self._send({"op": "cancel", "id": run_id})
+
+    def _arm_idle_timer(self) -> None:
+        """One timer per worker, re-armed for what is left when it fires: runs only stamp a time."""
+        if self._idle is None and self.alive:
+            with contextlib.suppress(RuntimeError):
+                self._idle = asyncio.get_running_loop().call_later(self.idle_s, self._idle_check)
 
     def _idle_check(self) -> None:
-        if not self._pending and time.monotonic() - self._last_active >= self.idle_s * 0.99:
-            self.stop(f"stopped after {self.idle_s:g} s idle")
+        self._idle = None
+        left = self.idle_s - (time.monotonic() - self._last_active)
+        if self._pending or left > 0.01:
+            with contextlib.suppress(RuntimeError):
+                self._idle = asyncio.get_running_loop().call_later(max(left, 0.05), self._idle_check)
+            return
+        self.stop(f"stopped after {self.idle_s:g} s idle")
 
     def _suspect(self) -> None:
         """A run timed out: is the worker still answering at all?"""
@@ -393,11 +409,28 @@ def _ms(since: float) -> float:
     return round((asyncio.get_running_loop().time() - since) * 1000, 3)
 
 
+_TIMED_OUT = RunResult(None, b"", b"", 0.0, timed_out=True)
+
+
+def _expire(future: asyncio.Future[RunResult]) -> None:
+    if not future.done():
+        future.set_result(_TIMED_OUT)
+
+
 def _failed(started: float, reason: str) -> RunResult:
     return RunResult(None, b"", b"", _ms(started), error=reason, session=True)
 
 
 def _result_of(frame: dict[str, Any], duration_ms: float) -> RunResult:
+    if "exit_code" in frame:  # the spawner's: a per-run script's own result
+        return RunResult(
+            frame["exit_code"],
+            base64.b64decode(frame["stdout"]),
+            base64.b64decode(frame["stderr"]),
+            frame["duration_ms"],
+            timed_out=frame["timed_out"],
+            error=frame["error"],
+        )
     log = str(frame.get("log") or "").encode()
     if "error" in frame:
         return RunResult(None, b"", log, duration_ms, error=str(frame["error"]), session=True)
@@ -429,6 +462,20 @@ class SessionPool:
     async def run(
         self, key: SessionKey, script: Path, stamp: str, event: Mapping[str, Any], timeout_s: float, cwd: Path
     ) -> RunResult:
+        """One run of `script`'s handle(event) in the session's worker."""
+        payload = {"script": str(script), "stamp": stamp, "event": event}
+        return await self._call(key, str(script), payload, timeout_s, cwd)
+
+    async def spawn(self, command: list[str], stdin: bytes, timeout_s: float, cwd: Path) -> RunResult:
+        """A per-run script, started by the spawner worker (see `addon/hosts/spawner.py`): the
+        fork, exec and pipes cost the spawner's CPU, not the proxy's. The spawner enforces the
+        timeout; the proxy's own deadline is a safety net behind it."""
+        payload = {"command": command, "stdin": stdin.decode(), "timeout": timeout_s, "cwd": str(cwd)}
+        return await self._call(SPAWNER, command[-1], payload, timeout_s + SPAWN_GRACE_S, cwd)
+
+    async def _call(
+        self, key: SessionKey, label: str, payload: Mapping[str, Any], timeout_s: float, cwd: Path
+    ) -> RunResult:
         loop = asyncio.get_running_loop()
         started = loop.time()
         deadline = started + timeout_s
@@ -450,7 +497,7 @@ class SessionPool:
                 worker = await self._worker(key, cwd)
             except OSError as exc:
                 return _failed(started, f"cannot start {key}: {exc.strerror or exc}")
-        return await worker.run(str(script), stamp, event, deadline)
+        return await worker.call(label, payload, deadline)
 
     async def _worker(self, key: SessionKey, cwd: Path) -> Worker:
         worker = self._workers.get(key)

@@ -35,6 +35,8 @@ from tests.harness import Mitmdump, Upstream, free_port, wait_for  # noqa: E402
 PY_CONTINUE = "import sys\nsys.stdin.read()\n"
 JS_CONTINUE = "process.stdin.resume();process.stdin.on('end',()=>{});\n"
 SH_CONTINUE = "cat > /dev/null\n"
+PY_HANDLE = "def handle(event):\n    return None\n"
+JS_HANDLE = "exports.handle = () => null;\n"
 
 
 async def _client(port: int, path: str, deadline: float, latencies: list[float]) -> None:
@@ -56,6 +58,11 @@ async def _client(port: int, path: str, deadline: float, latencies: list[float])
 
 
 def load(port: int, connections: int, seconds: float, path: str = "/bench") -> dict[str, float]:
+    """req/s, p50 and p99 in ms: with wrk when it is installed (a C load generator leaves the
+    two cores to the proxy), else with the asyncio one above."""
+    wrk = shutil.which("wrk")
+    if wrk is not None:
+        return _wrk(wrk, port, connections, seconds, path)
     latencies: list[float] = []
 
     async def main() -> None:
@@ -71,6 +78,45 @@ def load(port: int, connections: int, seconds: float, path: str = "/bench") -> d
         "p50": latencies[len(latencies) // 2] * 1000 if latencies else float("nan"),
         "p99": latencies[int(len(latencies) * 0.99)] * 1000 if latencies else float("nan"),
     }
+
+
+_UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
+
+
+def _wrk(wrk: str, port: int, connections: int, seconds: float, path: str) -> dict[str, float]:
+    threads = min(connections, 2)
+    out = subprocess.run(
+        [wrk, f"-t{threads}", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--latency", f"http://127.0.0.1:{port}{path}"],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    figures: dict[str, float] = {}
+    for line in out.splitlines():
+        parts = line.split()
+        if line.startswith("Requests/sec:"):
+            figures["rps"] = float(parts[1])
+        elif len(parts) == 2 and parts[0] in ("50%", "99%"):
+            value = parts[1]
+            unit = next(u for u in ("us", "ms", "s") if value.endswith(u))
+            figures["p50" if parts[0] == "50%" else "p99"] = float(value[: -len(unit)]) * _UNITS[unit]
+    return figures
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of one process (its own, not its children's)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def measured(pid: int, port: int, seconds: float) -> dict[int, dict[str, float]]:
+    """At 1 and 16 connections; with the proxy's own CPU per request, in ms."""
+    results = {}
+    for conns in (1, 16):
+        cpu_before = cpu_seconds(pid)
+        figures = load(port, conns, seconds)
+        figures["cpu_ms"] = (cpu_seconds(pid) - cpu_before) * 1000 / max(figures["rps"] * seconds, 1)
+        results[conns] = figures
+    return results
 
 
 def container(
@@ -103,6 +149,16 @@ def proxy_rows(seconds: float) -> list[tuple[str, dict[int, dict[str, float]]]]:
         ),
         ("matched hook, per-run node", container(upstream, {"s0": [_hook("/c.js")]}), {"c.js": JS_CONTINUE}),
         ("matched hook, per-run bash", container(upstream, {"s0": [_hook("/c.sh")]}), {"c.sh": SH_CONTINUE}),
+        (
+            "matched hook, exec-session python",
+            container(upstream, {"s0": [_hook("/h.py", "bench")]}),
+            {"h.py": PY_HANDLE},
+        ),
+        (
+            "matched hook, exec-session node",
+            container(upstream, {"s0": [_hook("/h.js", "bench")]}),
+            {"h.js": JS_HANDLE},
+        ),
     ]
     try:
         for label, doc, scripts in configs:
@@ -120,7 +176,7 @@ def proxy_rows(seconds: float) -> list[tuple[str, dict[int, dict[str, float]]]]:
                 )  # fmt: skip
                 wait_for(lambda p=port: _listening(p), 30, "bare mitmdump")
                 try:
-                    rows.append((label, {c: load(port, c, seconds) for c in (1, 16)}))
+                    rows.append((label, measured(proc.pid, port, seconds)))
                 finally:
                     proc.terminate()
                     proc.wait()
@@ -131,7 +187,8 @@ def proxy_rows(seconds: float) -> list[tuple[str, dict[int, dict[str, float]]]]:
             )
             try:
                 assert proxy.reverse_port is not None
-                rows.append((label, {c: load(proxy.reverse_port, c, seconds) for c in (1, 16)}))
+                load(proxy.reverse_port, 1, 1)  # warm-up: exec-session workers start on first use
+                rows.append((label, measured(proxy.proc.pid, proxy.reverse_port, seconds)))
             finally:
                 proxy.stop()
             shutil.rmtree(home, ignore_errors=True)
@@ -140,8 +197,32 @@ def proxy_rows(seconds: float) -> list[tuple[str, dict[int, dict[str, float]]]]:
     return rows
 
 
-def _hook(script: str) -> dict[str, Any]:
-    return {"match": {"method": "*", "path": "/**"}, "script": {"path": script}}
+def _hook(script: str, exec_id: str | None = None) -> dict[str, Any]:
+    return {"match": {"method": "*", "path": "/**"}, "script": {"path": script, "execId": exec_id}}
+
+
+def startup_rows(repeat: int = 20) -> list[tuple[str, float]]:
+    """What the per-run scripts cost on their own: started from here, fed an event, waited for."""
+    home = Path(tempfile.mkdtemp(prefix="proxy-hooks-bench-start-"))
+    rows = []
+    node = shutil.which("node")
+    for label, command, source in (
+        ("python (the proxy's own interpreter)", [sys.executable], PY_CONTINUE),
+        ("node", [node] if node else None, JS_CONTINUE),
+        ("bash", ["/bin/bash"], SH_CONTINUE),
+    ):
+        if command is None:
+            continue
+        script = home / "s"
+        script.write_text(source)
+        samples = []
+        for _ in range(repeat):
+            started = time.perf_counter()
+            subprocess.run([*command, str(script)], input=b"{}", env={"PATH": "/usr/bin:/bin"}, check=True)
+            samples.append((time.perf_counter() - started) * 1000)
+        rows.append((label, statistics.median(samples)))
+    shutil.rmtree(home, ignore_errors=True)
+    return rows
 
 
 def _listening(port: int) -> bool:
@@ -218,16 +299,24 @@ def main() -> None:
     args = parser.parse_args()
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
           f"{platform.system()} {platform.release()}")  # fmt: skip
+    print(f"load generator: {'wrk' if shutil.which('wrk') else 'asyncio (install wrk for better numbers)'}")
     rows = proxy_rows(args.seconds)
     bare = rows[0][1]
-    print("\n| configuration | conns | req/s | ratio to bare | p50 ms | p99 ms |")
-    print("|---|---|---|---|---|---|")
+    print("\n| configuration | conns | req/s | ratio to bare | p50 ms | added p50 ms | p99 ms | proxy CPU ms/req |")  # noqa: E501
+    print("|---|---|---|---|---|---|---|---|")
     for label, by_conns in rows:
         for conns, figures in by_conns.items():
             ratio = figures["rps"] / bare[conns]["rps"]
-            rps, p50, p99 = figures["rps"], figures["p50"], figures["p99"]
-            print(f"| {label} | {conns} | {rps:.0f} | {ratio:.2f} | {p50:.2f} | {p99:.2f} |")
-    print("| exec-session python / node | | not built yet (issue 6) | | | |")
+            rps, p50, p99, cpu = figures["rps"], figures["p50"], figures["p99"], figures["cpu_ms"]
+            added = p50 - bare[conns]["p50"]
+            print(
+                f"| {label} | {conns} | {rps:.0f} | {ratio:.2f} | {p50:.2f} | {added:+.2f} | {p99:.2f} "
+                f"| {cpu:.2f} |"
+            )
+    print("\n| a per-run script alone (spawned, fed, waited for) | median ms |")
+    print("|---|---|")
+    for label, ms in startup_rows():
+        print(f"| {label} | {ms:.1f} |")
     print("\n| matcher, one service | indexed, median µs | linear scan, median µs |")
     print("|---|---|---|")
     for label, indexed, linear in matcher_rows():

@@ -22,7 +22,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
-import functools
 import importlib.util
 import inspect
 import io
@@ -32,9 +31,18 @@ import sys
 import traceback
 from typing import Any
 
+# Our frame loop, from this checkout; then out of the way: scripts import modules beside
+# *them*, and an `addon` of their own if they have one.
+_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, _ROOT)
+from addon.hosts.frames import FrameServer  # noqa: E402
+
+sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") not in (_ROOT, os.path.dirname(__file__))]
+for _name in [n for n in sys.modules if n == "addon" or n.startswith("addon.")]:
+    del sys.modules[_name]
+
 MAX_LOG = 64 * 1024
 MAX_ANSWER = 1024 * 1024
-MAX_FRAME_IN = 512 * 1024 * 1024
 
 NO_HANDLE = (
     "has no handle(event) function: a hook with execId runs in an exec session, which calls the "
@@ -138,45 +146,14 @@ class Scripts:
         return handle
 
 
-class Worker:
-    def __init__(self, out_fd: int) -> None:
-        self.out_fd = out_fd
+class Host:
+    def __init__(self) -> None:
         self.scripts = Scripts()
-        self.tasks: dict[int, asyncio.Task[None]] = {}
 
-    def send(self, frame: dict[str, Any]) -> None:
-        data = memoryview(json.dumps(frame, ensure_ascii=False).encode() + b"\n")
-        while data:
-            written = os.write(self.out_fd, data)
-            data = data[written:]
-
-    async def serve(self) -> None:
-        loop = asyncio.get_running_loop()
-        reader = asyncio.StreamReader(limit=MAX_FRAME_IN)
-        await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin.buffer)
-        while line := await reader.readline():
-            frame = json.loads(line)
-            op, run_id = frame.get("op"), frame.get("id")
-            if op == "ping":
-                self.send({"id": run_id, "pong": True})
-            elif op == "cancel":
-                task = self.tasks.get(run_id)
-                if task is not None:
-                    task.cancel()
-            elif op == "run":
-                task = loop.create_task(self.run(frame))
-                self.tasks[run_id] = task
-                task.add_done_callback(functools.partial(self._forget, run_id))
-        for task in self.tasks.values():
-            task.cancel()
-
-    def _forget(self, run_id: int, _: asyncio.Task[None]) -> None:
-        self.tasks.pop(run_id, None)
-
-    async def run(self, frame: dict[str, Any]) -> None:
+    async def run(self, frame: dict[str, Any]) -> dict[str, Any]:
         log = RunLog()
         current_log.set(log)  # this task's own context: only this run's writes land in it
-        reply: dict[str, Any] = {"id": frame["id"]}
+        reply: dict[str, Any] = {}
         try:
             handle = self.scripts.handle_for(frame["script"], frame["stamp"])
         except LoadError as exc:
@@ -187,14 +164,14 @@ class Worker:
                 if inspect.isawaitable(answer):
                     answer = await answer
             except asyncio.CancelledError:
-                return  # the proxy gave up on this run: nobody waits for its answer
-            except BaseException as exc:
+                raise
+            except BaseException as exc:  # a handler's sys.exit() fails its run only
                 traceback.print_exc()
                 reply.update(error=f"handle raised {type(exc).__name__}: {exc}", kind="handle")
             else:
                 reply.update(_answer_fields(answer))
         reply["log"] = log.text()
-        self.send(reply)
+        return reply
 
 
 def _answer_fields(answer: Any) -> dict[str, Any]:
@@ -215,13 +192,10 @@ def _answer_fields(answer: Any) -> dict[str, Any]:
 
 def main() -> None:
     out_fd = int(sys.argv[1])
-    here = os.path.dirname(os.path.abspath(__file__))
-    # Scripts import modules beside them, never ours.
-    sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != here]
     sys.stdout = RoutedStream(sys.__stderr__)  # type: ignore[arg-type]
     sys.stderr = RoutedStream(sys.__stderr__)  # type: ignore[arg-type]
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(Worker(out_fd).serve())
+        asyncio.run(FrameServer(out_fd, Host().run).serve())
 
 
 if __name__ == "__main__":

@@ -55,6 +55,8 @@ elif act == "hang":
     with open(headers["x-pidfile"], "w") as f:
         f.write(f"{os.getpid()} {child.pid}")
     time.sleep(300)
+elif act == "parent":
+    print(json.dumps({"response": {"status": 200, "body": {"ppid": os.getppid()}}}))
 elif act == "env":
     print(json.dumps({"response": {"status": 200, "body": dict(os.environ)}}))
 elif act == "echo":
