@@ -15,6 +15,7 @@ import json
 import os
 import platform
 import shutil
+import socket
 import statistics
 import subprocess
 import sys
@@ -109,12 +110,18 @@ def cpu_seconds(pid: int) -> float:
 
 
 def measured(pid: int, port: int, seconds: float) -> dict[int, dict[str, float]]:
-    """At 1 and 16 connections; with the proxy's own CPU per request, in ms."""
+    """At 1 and 16 connections, with the proxy's own CPU per request in ms. What the proxy burns
+    while idle (timers, the file watcher) is measured first and subtracted: at 20 req/s it
+    would otherwise look like a cost of each request."""
+    cpu_before, started = cpu_seconds(pid), time.perf_counter()
+    time.sleep(2)
+    idle_rate = (cpu_seconds(pid) - cpu_before) / (time.perf_counter() - started)
     results = {}
     for conns in (1, 16):
-        cpu_before = cpu_seconds(pid)
+        cpu_before, started = cpu_seconds(pid), time.perf_counter()
         figures = load(port, conns, seconds)
-        figures["cpu_ms"] = (cpu_seconds(pid) - cpu_before) * 1000 / max(figures["rps"] * seconds, 1)
+        busy = cpu_seconds(pid) - cpu_before - idle_rate * (time.perf_counter() - started)
+        figures["cpu_ms"] = max(busy, 0.0) * 1000 / max(figures["rps"] * seconds, 1)
         results[conns] = figures
     return results
 
@@ -132,6 +139,19 @@ def container(
         },
         "hooks": {name: hooks.get(name, []) for name in names},
     }
+
+
+def alone_ms(command: list[str], script: Path, repeat: int = 20) -> float:
+    """A per-run script on its own: spawned from here, fed an event, waited for (median)."""
+    samples = []
+    for _ in range(repeat):
+        started = time.perf_counter()
+        subprocess.run([*command, str(script)], input=b"{}", env={"PATH": "/usr/bin:/bin"}, check=True)
+        samples.append((time.perf_counter() - started) * 1000)
+    return statistics.median(samples)
+
+
+PER_RUN = {".py": [sys.executable], ".js": [shutil.which("node") or "node"], ".sh": ["/bin/bash"]}
 
 
 def proxy_rows(seconds: float) -> list[tuple[str, dict[int, dict[str, float]]]]:
@@ -188,7 +208,11 @@ def proxy_rows(seconds: float) -> list[tuple[str, dict[int, dict[str, float]]]]:
             try:
                 assert proxy.reverse_port is not None
                 load(proxy.reverse_port, 1, 1)  # warm-up: exec-session workers start on first use
-                rows.append((label, measured(proxy.proc.pid, proxy.reverse_port, seconds)))
+                figures = measured(proxy.proc.pid, proxy.reverse_port, seconds)
+                if "per-run" in label:  # its script alone, now, under the same conditions
+                    [(name, _)] = scripts.items()
+                    figures[1]["alone_ms"] = alone_ms(PER_RUN[Path(name).suffix], home / "scripts" / name)
+                rows.append((label, figures))
             finally:
                 proxy.stop()
             shutil.rmtree(home, ignore_errors=True)
@@ -201,33 +225,47 @@ def _hook(script: str, exec_id: str | None = None) -> dict[str, Any]:
     return {"match": {"method": "*", "path": "/**"}, "script": {"path": script, "execId": exec_id}}
 
 
-def startup_rows(repeat: int = 20) -> list[tuple[str, float]]:
-    """What the per-run scripts cost on their own: started from here, fed an event, waited for."""
-    home = Path(tempfile.mkdtemp(prefix="proxy-hooks-bench-start-"))
+def run_cost_rows(runs: int = 300) -> list[tuple[str, float, float]]:
+    """The proxy's own CPU for one run, measured in this process with the proxy's code: what a
+    run costs the event loop that carries every flow, without the other processes' noise (on
+    2 vCPUs, whatever runs beside the proxy slows its every instruction)."""
+    from addon.scripts import Runtimes, minimal_env, run_script
+    from addon.sessions import SessionKey, SessionPool, script_stamp
+
+    home = Path(tempfile.mkdtemp(prefix="proxy-hooks-bench-cost-"))
+    (home / "c.sh").write_text(SH_CONTINUE)
+    (home / "h.py").write_text(PY_HANDLE)
+    command = ["/bin/bash", str(home / "c.sh")]
+    event = {"version": 1, "phase": "request", "request": {"headers": [["x-a", "b"]] * 8, "body": "x" * 100}}
+    stdin = json.dumps(event).encode()
+    key = SessionKey("bench", "cost", "python")
+    stamp = script_stamp(os.stat(home / "h.py"))
     rows = []
-    node = shutil.which("node")
-    for label, command, source in (
-        ("python (the proxy's own interpreter)", [sys.executable], PY_CONTINUE),
-        ("node", [node] if node else None, JS_CONTINUE),
-        ("bash", ["/bin/bash"], SH_CONTINUE),
-    ):
-        if command is None:
-            continue
-        script = home / "s"
-        script.write_text(source)
-        samples = []
-        for _ in range(repeat):
-            started = time.perf_counter()
-            subprocess.run([*command, str(script)], input=b"{}", env={"PATH": "/usr/bin:/bin"}, check=True)
-            samples.append((time.perf_counter() - started) * 1000)
-        rows.append((label, statistics.median(samples)))
+
+    async def main() -> None:
+        pool = SessionPool(Runtimes.detect(), minimal_env())
+        calls: list[tuple[str, Callable[[], Any]]] = [
+            ("per-run, started in the proxy (asyncio subprocess)",
+             lambda: run_script(command, stdin, 5, home, minimal_env())),
+            ("per-run, started by the spawner worker", lambda: pool.spawn(command, stdin, 5, home)),
+            ("exec session (python handle)", lambda: pool.run(key, home / "h.py", stamp, event, 5, home)),
+        ]  # fmt: skip
+        for label, call in calls:
+            await call()  # warm: workers start
+            cpu, wall = time.process_time(), time.perf_counter()
+            for _ in range(runs):
+                await call()
+            rows.append(
+                (label, (time.process_time() - cpu) * 1000 / runs, (time.perf_counter() - wall) * 1000 / runs)
+            )
+        pool.close()
+
+    asyncio.run(main())
     shutil.rmtree(home, ignore_errors=True)
     return rows
 
 
 def _listening(port: int) -> bool:
-    import socket
-
     with socket.socket() as sock:
         return sock.connect_ex(("127.0.0.1", port)) == 0
 
@@ -302,7 +340,10 @@ def main() -> None:
     print(f"load generator: {'wrk' if shutil.which('wrk') else 'asyncio (install wrk for better numbers)'}")
     rows = proxy_rows(args.seconds)
     bare = rows[0][1]
-    print("\n| configuration | conns | req/s | ratio to bare | p50 ms | added p50 ms | p99 ms | proxy CPU ms/req |")  # noqa: E501
+    columns = (
+        "configuration | conns | req/s | ratio to bare | p50 ms | added p50 ms | p99 ms | proxy CPU ms/req"
+    )
+    print(f"\n| {columns} |")
     print("|---|---|---|---|---|---|---|---|")
     for label, by_conns in rows:
         for conns, figures in by_conns.items():
@@ -313,10 +354,16 @@ def main() -> None:
                 f"| {label} | {conns} | {rps:.0f} | {ratio:.2f} | {p50:.2f} | {added:+.2f} | {p99:.2f} "
                 f"| {cpu:.2f} |"
             )
-    print("\n| a per-run script alone (spawned, fed, waited for) | median ms |")
-    print("|---|---|")
-    for label, ms in startup_rows():
-        print(f"| {label} | {ms:.1f} |")
+    print("\n| per-run hook, 1 connection | script alone, median ms | added p50 ms | overhead |")
+    print("|---|---|---|---|")
+    for label, by_conns in rows:
+        if "alone_ms" in by_conns[1]:
+            alone, added = by_conns[1]["alone_ms"], by_conns[1]["p50"] - bare[1]["p50"]
+            print(f"| {label} | {alone:.1f} | {added:.1f} | {added / alone - 1:+.0%} |")
+    print("\n| one run, one at a time, in the proxy's process | proxy CPU ms/run | wall ms/run |")
+    print("|---|---|---|")
+    for label, cpu, wall in run_cost_rows():
+        print(f"| {label} | {cpu:.3f} | {wall:.2f} |")
     print("\n| matcher, one service | indexed, median µs | linear scan, median µs |")
     print("|---|---|---|")
     for label, indexed, linear in matcher_rows():
