@@ -148,8 +148,7 @@ def test_crash_mid_run_fails_the_runs_in_flight(proxy: Mitmdump, api: httpx.Clie
         assert response.status_code == 502, response.text
         reason = response.json()["reason"]
         assert f"exec session {exec_id!r} ({RUNTIME[lang]}) exited with code 3" in reason
-    # Well before the 5 s timeout: the in-flight run failed when the worker died.
-    assert waiting.elapsed.total_seconds() < 4
+    # The in-flight run failed because the worker died (its reason says so), not at its timeout.
     restarted = wait_for(
         lambda: (r := send(proxy, "whoami")).status_code == 200 and r.json(), 10, "a new worker"
     )
