@@ -182,9 +182,9 @@ async def run_hook(
         command = execution.runtimes.command(script)
     except FileNotFoundError as exc:
         return Verdict("failed", reason=str(exc))
-    stdin = json.dumps(event).encode()
-    if execution.sessions is not None:
-        result = await execution.sessions.spawn(command, stdin, timeout_s, scripts_root)
+    if execution.sessions is not None:  # the event goes as an object, encoded once, there
+        result = await execution.sessions.spawn(command, event, timeout_s, scripts_root)
     else:
+        stdin = json.dumps(event).encode()
         result = await run_script(command, stdin, timeout_s, scripts_root, execution.env)
     return judge(result, event["phase"], hook.hook.timeout)

@@ -141,7 +141,7 @@ async def run_script(
         _kill_group(proc.pid)
         with contextlib.suppress(ProcessLookupError):
             await proc.wait()
-        _reap_group(proc.pid)
+        reap_group(proc.pid)
     return RunResult(exit_code, stdout, stderr, elapsed(), error=overflow[0] if overflow else None)
 
 
@@ -176,7 +176,7 @@ def _kill_group(pid: int) -> None:
 
 def become_subreaper() -> bool:
     """Have orphaned descendants (a killed script's children) re-parented to this process
-    instead of init, so `_reap_group` can reap them. Without this, under an init that does not
+    instead of init, so `reap_group` can reap them. Without this, under an init that does not
     reap (some container and VM inits; or mitmdump itself as PID 1) they stay zombies."""
     if not sys.platform.startswith("linux"):
         return False
@@ -194,7 +194,7 @@ REAP_ATTEMPTS = 40
 REAP_INTERVAL_S = 0.05
 
 
-def _reap_group(pgid: int, attempts: int = REAP_ATTEMPTS) -> None:
+def reap_group(pgid: int, attempts: int = REAP_ATTEMPTS) -> None:
     """Reap the killed group's orphans that were re-parented to us (never the leader, which
     asyncio has reaped already); retry briefly for those still dying, without blocking."""
     while True:
@@ -206,4 +206,4 @@ def _reap_group(pgid: int, attempts: int = REAP_ATTEMPTS) -> None:
             break  # some are not dead yet
     if attempts > 1:
         with contextlib.suppress(RuntimeError):
-            asyncio.get_running_loop().call_later(REAP_INTERVAL_S, _reap_group, pgid, attempts - 1)
+            asyncio.get_running_loop().call_later(REAP_INTERVAL_S, reap_group, pgid, attempts - 1)

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from addon.scripts import MAX_STDOUT, RunResult, Runtimes, _reap_group, runtime_name
+from addon.scripts import MAX_STDOUT, RunResult, Runtimes, reap_group, runtime_name
 
 HOSTS = Path(__file__).parent / "hosts"
 SESSION_RUNTIMES = ("python", "node")
@@ -195,10 +195,8 @@ class Worker:
             lambda: _Lines(self._on_line, lambda: self._end("sent a frame over the size limit")), answers
         )
         self._transports.append(transport)
-        self._output = _Output(lambda: self._end(_flood_reason()))
-        transport, _ = await loop.connect_read_pipe(
-            lambda: self._output or asyncio.Protocol(), self.proc.stdout
-        )
+        output = self._output = _Output(lambda: self._end(_flood_reason()))
+        transport, _ = await loop.connect_read_pipe(lambda: output, self.proc.stdout)
         self._transports.append(transport)
         stdin, _ = await loop.connect_write_pipe(asyncio.Protocol, self.proc.stdin)
         self._stdin = stdin
@@ -326,7 +324,7 @@ class Worker:
             code = self.proc.returncode
             how = f"killed by {_signal_name(-code)}" if code < 0 else f"exited with code {code}"
             self._end(how)
-            _reap_group(self.proc.pid)
+            reap_group(self.proc.pid)
 
     def _end(self, reason: str) -> None:
         """It is over for this worker: kill its group, fail what is in flight, tell the pool."""
@@ -349,10 +347,8 @@ class Worker:
             transport.close()
         if self._idle is not None:
             self._idle.cancel()
-        if self._pidfd is not None and self.proc is not None and self.proc.poll() is None:
-            pass  # the pidfd reader reaps it once the kill has landed
-        else:
-            self._close_pidfd()
+        if self.proc is None or self.proc.poll() is not None:
+            self._close_pidfd()  # else the pidfd reader reaps it once the kill has landed
         self.on_end(self, not expected)
 
     def _close_pidfd(self) -> None:
@@ -466,11 +462,13 @@ class SessionPool:
         payload = {"script": str(script), "stamp": stamp, "event": event}
         return await self._call(key, str(script), payload, timeout_s, cwd)
 
-    async def spawn(self, command: list[str], stdin: bytes, timeout_s: float, cwd: Path) -> RunResult:
+    async def spawn(
+        self, command: list[str], event: Mapping[str, Any], timeout_s: float, cwd: Path
+    ) -> RunResult:
         """A per-run script, started by the spawner worker (see `addon/hosts/spawner.py`): the
         fork, exec and pipes cost the spawner's CPU, not the proxy's. The spawner enforces the
         timeout; the proxy's own deadline is a safety net behind it."""
-        payload = {"command": command, "stdin": stdin.decode(), "timeout": timeout_s, "cwd": str(cwd)}
+        payload = {"command": command, "event": event, "timeout": timeout_s, "cwd": str(cwd)}
         return await self._call(SPAWNER, command[-1], payload, timeout_s + SPAWN_GRACE_S, cwd)
 
     async def _call(

@@ -247,7 +247,7 @@ def run_cost_rows(runs: int = 300) -> list[tuple[str, float, float]]:
         calls: list[tuple[str, Callable[[], Any]]] = [
             ("per-run, started in the proxy (asyncio subprocess)",
              lambda: run_script(command, stdin, 5, home, minimal_env())),
-            ("per-run, started by the spawner worker", lambda: pool.spawn(command, stdin, 5, home)),
+            ("per-run, started by the spawner worker", lambda: pool.spawn(command, event, 5, home)),
             ("exec session (python handle)", lambda: pool.run(key, home / "h.py", stamp, event, 5, home)),
         ]  # fmt: skip
         for label, call in calls:

@@ -4,7 +4,7 @@ Hooks without execId run one process per run. Starting a process from the proxy 
 proxy's own event loop 2–4 ms of CPU (fork/exec, three pipes, a child watcher); this worker does
 it instead, with the very same `run_script`, and answers with the result:
 
-    in:  {"op": "run", "id": N, "command": [...], "stdin": "...", "timeout": S, "cwd": PATH}
+    in:  {"op": "run", "id": N, "command": [...], "event": {...}, "timeout": S, "cwd": PATH}
     out: {"id": N, "exit_code": …, "stdout": base64, "stderr": base64, "duration_ms": …,
           "timed_out": …, "error": …}
 
@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import json
 import os
 import sys
 from pathlib import Path
@@ -30,7 +31,11 @@ from addon.scripts import become_subreaper, run_script
 
 async def run(frame: dict[str, Any]) -> dict[str, Any]:
     result = await run_script(
-        frame["command"], frame["stdin"].encode(), frame["timeout"], Path(frame["cwd"]), os.environ
+        frame["command"],
+        json.dumps(frame["event"]).encode(),
+        frame["timeout"],
+        Path(frame["cwd"]),
+        os.environ,
     )
     return {
         "exit_code": result.exit_code,
