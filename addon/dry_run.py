@@ -15,11 +15,13 @@ from typing import Annotated, Any, Literal
 from mitmproxy import http
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
+from addon.admission import Refused, canonical_path, path_forms
 from addon.engine import Execution, HookRun, run_hook
 from addon.explain import ClientSample
 from addon.flows import apply_verdict, hook_event
 from addon.matching import ClientView, CompiledContainer, CompiledHook, RequestFacts
 from addon.model import METHODS, HeaderMap, Hook, ScriptPath
+from addon.paths import EncodedSlashes
 from addon.protocol import Phase, body_fields
 from addon.store import Snapshot
 from addon.validation import InvalidInput, Problem, script_inside
@@ -100,6 +102,7 @@ async def dry_run(
     sample: DryRunRequest,
     execution: Execution,
     allow_inline: bool,
+    encoded_slashes: EncodedSlashes = "reject",
 ) -> tuple[dict[str, Any], HookRun]:
     """Run the hook's (or the override's) script on the sample. Returns the answer for the API
     and the run, for the events store (as a dry run)."""
@@ -109,9 +112,20 @@ async def dry_run(
         )
     host = sample.host or next(iter(snapshot.hooks_file.services[service].hosts), "localhost")
     try:
+        path = canonical_path(sample.path, encoded_slashes)
+    except Refused as refused:
+        raise InvalidInput(
+            [
+                Problem(
+                    "path",
+                    f"the proxy would refuse this path with {refused.status}: {refused.body['reason']}",
+                )
+            ]
+        ) from None
+    try:
         request = http.Request.make(
             sample.method,
-            f"http://{host}{sample.path}",
+            f"http://{host}{path.forward}",
             (sample.body or "").encode(),
             _headers(sample.headers),
         )
@@ -125,7 +139,7 @@ async def dry_run(
     exchange = _Exchange(request, response)
     container = CompiledContainer.compile(snapshot)
     facts = RequestFacts.of(
-        sample.method, sample.path, sample.headers, sample.client.address, sample.client.user
+        sample.method, path.canonical, sample.headers, sample.client.address, sample.client.user
     )
     client = ClientView(facts, container.groups)
     with tempfile.TemporaryDirectory(prefix="proxy-hooks-inline-") as scratch:
@@ -155,6 +169,7 @@ async def dry_run(
         "runtime": run.runtime,
         "failure_mode": hook.failure_mode,
         "would_contact_upstream": contacts_upstream,
+        "path": path_forms(path),
         "intercept_response": intercept,
         "request": _message(
             exchange.request, method=exchange.request.method, url=exchange.request.pretty_url

@@ -21,8 +21,9 @@ from pathlib import Path
 from typing import Any, Optional
 
 from aiohttp import web
-from mitmproxy import ctx, exceptions, http
+from mitmproxy import ctx, exceptions, http, tcp
 
+from addon.admission import Refused, admit
 from addon.containers import ConfigError, Containers
 from addon.engine import Execution, HookRun, Verdict, run_hook
 from addon.event_recorder import (
@@ -37,12 +38,24 @@ from addon.flows import (
     HOOK_HEADER,
     METADATA_KEY,
     apply_verdict,
-    destination_names,
+    failure_response,
+    flow_names,
     hook_event,
     json_response,
     request_facts,
 )
-from addon.matching import ClientView, CompiledContainer, CompiledHook, CompiledService
+from addon.matching import (
+    BadHost,
+    ClientView,
+    CompiledContainer,
+    CompiledHook,
+    CompiledService,
+    FlowNames,
+    Misdirected,
+    host_names,
+    resolve_service,
+)
+from addon.paths import ENCODED_SLASH_MODES, EncodedSlashes
 from addon.protocol import Phase
 from addon.recorder import LogRecorder, Recorder
 from addon.scripts import Runtimes, become_subreaper, minimal_env
@@ -100,6 +113,7 @@ class ProxyHooks:
         self._api_server: asyncio.Server | None = None
         self._api_runner: web.AppRunner | None = None
         self.api_url: str | None = None
+        self.encoded_slashes: EncodedSlashes = "reject"
 
     # --- mitmproxy lifecycle ---
 
@@ -154,6 +168,14 @@ class ProxyHooks:
             "the next run starts it again.",
         )
         loader.add_option(
+            "hooks_encoded_slashes",
+            str,
+            "reject",
+            "What to do with %2F, %5C and '\\' in a request path for a hooked service: 'reject' "
+            "answers 400 (default: upstreams differ on whether they separate segments, so either "
+            "reading could dodge a hook); 'decode' treats each as '/', for matching and forwarding.",
+        )
+        loader.add_option(
             "hooks_api_token",
             Optional[str],  # noqa: UP045
             None,
@@ -161,6 +183,13 @@ class ProxyHooks:
         )
 
     def configure(self, updated: set[str]) -> None:
+        if "hooks_encoded_slashes" in updated:
+            mode = ctx.options.hooks_encoded_slashes
+            if mode not in ENCODED_SLASH_MODES:
+                raise exceptions.OptionsError(
+                    f"hooks_encoded_slashes must be one of {', '.join(ENCODED_SLASH_MODES)}, got {mode!r}"
+                )
+            self.encoded_slashes = mode
         if "hooks_exec_idle" in updated:
             if ctx.options.hooks_exec_idle < 1:
                 raise exceptions.OptionsError("hooks_exec_idle must be at least 1 (seconds)")
@@ -195,6 +224,12 @@ class ProxyHooks:
 
     # --- flows ---
 
+    def requestheaders(self, flow: http.HTTPFlow) -> None:
+        # A streamed body reaches the upstream before `request` runs, i.e. before any hook could
+        # judge it (mitmproxy's stream_large_bodies, or another addon). Not for our services.
+        if flow.request.stream and self._for_a_service(flow):
+            flow.request.stream = False
+
     async def request(self, flow: http.HTTPFlow) -> None:
         if flow.response or flow.error or not flow.live:
             return
@@ -204,14 +239,86 @@ class ProxyHooks:
                 503, {"error": "proxy-hooks configuration failed to load", "reason": self.config_error}
             )
             return
-        match = self._match(flow)
+        attempt = _Attempt("request")
+        try:
+            await self._judge_request(flow, attempt)
+        except Exception as exc:  # the one guard: nothing escapes to mitmproxy
+            self._failed(flow, attempt, exc)
+
+    def responseheaders(self, flow: http.HTTPFlow) -> None:
+        pending = self._pending.get(flow.id)
+        if pending is not None and pending.intercept and flow.response is not None:
+            flow.response.stream = False  # the hook must see (and may change) the whole body
+
+    async def response(self, flow: http.HTTPFlow) -> None:
+        pending = self._pending.pop(flow.id, None)
+        if pending is None or flow.response is None:
+            return
+        attempt = _Attempt("response", pending.match, pending.run, stage="recording the request-phase run")
+        try:
+            self._finish(flow, pending.run)
+            if pending.intercept and pending.match.hook is not None:
+                attempt.run = None
+                await self._judge_response(flow, pending.match, attempt)
+        except Exception as exc:  # the one guard
+            self._failed(flow, attempt, exc)
+
+    def error(self, flow: http.HTTPFlow) -> None:
+        pending = self._pending.pop(flow.id, None)
+        if pending is not None:
+            pending.run.error = pending.run.error or (flow.error.msg if flow.error else None)
+            try:
+                self._record(pending.run)
+            except Exception:  # the flow is gone already; only the record is lost
+                log.exception("proxy-hooks: cannot record the run of hook %s", pending.run.hook_id)
+
+    def tcp_start(self, flow: tcp.TCPFlow) -> None:
+        """Raw TCP to a service's host (e.g. bytes mitmproxy did not recognise as HTTP inside a
+        CONNECT tunnel) would never meet a hook: refused."""
+        address = flow.server_conn.address
+        if address is None or not self._compiled_containers():
+            return
+        names = FlowNames(
+            destination=host_names(str(address[0]), int(address[1])),
+            sni=host_names(flow.client_conn.sni, int(address[1])) if flow.client_conn.sni else (),
+        )
+        try:
+            found = resolve_service(self._compiled_containers(), names)
+        except Misdirected:
+            found = None
+            refused = True
+        else:
+            refused = found is not None
+        if refused:
+            log.warning(
+                "proxy-hooks: refused a raw TCP connection to %s:%s: it is a hooked service's host "
+                "and hooks can only judge HTTP",
+                address[0],
+                address[1],
+            )
+            flow.kill()
+
+    # --- one flow, from match to applied verdict ---
+
+    async def _judge_request(self, flow: http.HTTPFlow, attempt: _Attempt) -> None:
+        attempt.stage = "finding the flow's service and hook"
+        try:
+            match = self._match(flow)
+        except Refused as refused:
+            flow.response = json_response(refused.status, refused.body)
+            flow.metadata[METADATA_KEY] = {"refused": refused.status, "reason": refused.body["reason"]}
+            return
         if match is None:
             return
+        attempt.match = match
+        attempt.stage = "routing to the service's upstream"
         if match.service.upstream:
             _route(flow, match.service.upstream)
         if match.hook is None:
             return
-        run = self._new_run(flow, match, "request")
+        attempt.stage = "starting the run"
+        run = attempt.run = self._new_run(flow, match, "request")
+        attempt.stage = "building the script's event"
         event = hook_event(
             flow, run, match.hook, match.container.name, match.service.name, match.client.request.user
         )
@@ -220,37 +327,79 @@ class ProxyHooks:
             flow.metadata[METADATA_KEY] = run.as_dict()
             self._spawn(self._observe(run, match, event))
             return
+        attempt.stage = "running the script"
         verdict = await self._run(match, event)
+        attempt.stage = "judging the answer"
         run.settle(verdict)
+        attempt.stage = "applying the verdict"
+        attempt.keep(flow)
         intercept = apply_verdict(flow, run, verdict, match.hook.hook.failure_mode)
         flow.metadata[METADATA_KEY] = run.as_dict()
+        attempt.stage = "recording the run"
         if flow.response is not None:
             self._finish(flow, run)
         else:
             self._pending[flow.id] = _Pending(run, match, intercept)
 
-    async def response(self, flow: http.HTTPFlow) -> None:
-        pending = self._pending.pop(flow.id, None)
-        if pending is None or flow.response is None:
-            return
-        self._finish(flow, pending.run)
-        match = pending.match
-        if pending.intercept and match.hook is not None:
-            run = self._new_run(flow, match, "response")
-            event = hook_event(
-                flow, run, match.hook, match.container.name, run.service, match.client.request.user
-            )
-            verdict = await self._run(match, event)
-            run.settle(verdict)
-            apply_verdict(flow, run, verdict, match.hook.hook.failure_mode)
-            flow.metadata[METADATA_KEY] = run.as_dict()
-            self._finish(flow, run)
+    async def _judge_response(self, flow: http.HTTPFlow, match: _Match, attempt: _Attempt) -> None:
+        assert match.hook is not None
+        attempt.stage = "starting the response-phase run"
+        run = attempt.run = self._new_run(flow, match, "response")
+        attempt.stage = "building the script's event"
+        event = hook_event(
+            flow, run, match.hook, match.container.name, run.service, match.client.request.user
+        )
+        attempt.stage = "running the script"
+        verdict = await self._run(match, event)
+        attempt.stage = "judging the answer"
+        run.settle(verdict)
+        attempt.stage = "applying the verdict"
+        attempt.keep(flow)
+        apply_verdict(flow, run, verdict, match.hook.hook.failure_mode)
+        flow.metadata[METADATA_KEY] = run.as_dict()
+        attempt.stage = "recording the run"
+        self._finish(flow, run)
 
-    def error(self, flow: http.HTTPFlow) -> None:
-        pending = self._pending.pop(flow.id, None)
-        if pending is not None:
-            pending.run.error = pending.run.error or (flow.error.msg if flow.error else None)
-            self._record(pending.run)
+    def _failed(self, flow: http.HTTPFlow, attempt: _Attempt, exc: BaseException) -> None:
+        """Anything that went wrong between match and applied verdict: the hook's failure mode
+        decides (closed: 502; open: the flow goes on as it was before the hook touched it), and
+        the run is recorded as failed. Before a hook is known, the flow is refused (502)."""
+        reason = f"proxy-hooks internal error while {attempt.stage}: {type(exc).__name__}: {exc}"[:1000]
+        log.error(
+            "proxy-hooks: %s (%s %s)", reason, flow.request.method, flow.request.pretty_url, exc_info=exc
+        )
+        self._pending.pop(flow.id, None)
+        match = attempt.match
+        if match is None or match.hook is None:
+            _refuse(flow, 502, {"error": "proxy-hooks could not judge this flow", "reason": reason})
+            return
+        closed = match.hook.hook.failure_mode == "closed"
+        try:
+            run = attempt.run or self._new_run(flow, match, attempt.phase)
+            run.outcome, run.error, run.reason = "failed", reason, None
+            if closed:
+                flow.response = failure_response(run)
+            else:
+                attempt.restore(flow)
+            flow.metadata[METADATA_KEY] = run.as_dict()
+            if flow.response is not None:
+                flow.response.headers[HOOK_HEADER] = run.hook_id
+                run.status = flow.response.status_code
+        except Exception:  # even describing the failure failed: refuse the flow
+            log.exception("proxy-hooks: cannot report the failure of hook %s", match.hook.id)
+            if closed:
+                _refuse(flow, 502, {"error": "proxy hook failed", "hook": match.hook.id, "reason": reason})
+            return
+        try:
+            self._record(run)
+        except Exception:  # the verdict stands; only the record is lost
+            log.exception("proxy-hooks: cannot record the failed run of hook %s", run.hook_id)
+
+    def _for_a_service(self, flow: http.HTTPFlow) -> bool:
+        try:
+            return resolve_service(self._compiled_containers(), flow_names(flow)) is not None
+        except (BadHost, Misdirected):
+            return True  # refused in `request`: keep the body from the upstream until then
 
     # --- internals ---
 
@@ -275,13 +424,19 @@ class ProxyHooks:
         return current
 
     def _match(self, flow: http.HTTPFlow) -> _Match | None:
-        names = destination_names(flow)
-        for container in self._compiled_containers():
-            service = container.service_for(names)
-            if service is not None:
-                client = ClientView(request_facts(flow), container.groups)
-                return _Match(container, service, container.first_match(service, client), client)
-        return None
+        """The flow's one service and its first matching hook; Refused (400, 421) when the flow
+        names two services or its Host or path cannot be read one way only."""
+        containers = self._compiled_containers()
+        if not containers:
+            return None
+        admitted = admit(containers, lambda: flow_names(flow), flow.request.path, self.encoded_slashes)
+        if admitted is None:
+            return None
+        if admitted.path.changed:
+            flow.request.path = admitted.path.forward  # the upstream gets what the hooks judged
+        container, service = admitted.container, admitted.service
+        client = ClientView(request_facts(flow, admitted.path.canonical), container.groups)
+        return _Match(container, service, container.first_match(service, client), client)
 
     def _new_run(self, flow: http.HTTPFlow, match: _Match, phase: Phase) -> HookRun:
         assert match.hook is not None
@@ -300,11 +455,18 @@ class ProxyHooks:
 
     async def _observe(self, run: HookRun, match: _Match, event: dict[str, Any]) -> None:
         """An async hook: runs beside the flow, never delays it, and its answer is not applied."""
-        verdict = await self._run(match, event)
-        run.settle(verdict)
-        if not verdict.failed:
-            run.outcome = "observed"
-        self._record(run)
+        try:
+            verdict = await self._run(match, event)
+            run.settle(verdict)
+            if not verdict.failed:
+                run.outcome = "observed"
+        except Exception as exc:  # nothing to enforce, but the failure is recorded
+            run.outcome, run.error = "failed", f"proxy-hooks internal error: {type(exc).__name__}: {exc}"
+            log.error("proxy-hooks: async hook %s: %s", run.hook_id, run.error, exc_info=exc)
+        try:
+            self._record(run)
+        except Exception:
+            log.exception("proxy-hooks: cannot record the run of async hook %s", run.hook_id)
 
     def _record(self, run: HookRun) -> None:
         self.recorder.record(run)
@@ -410,6 +572,51 @@ class ProxyHooks:
             with contextlib.suppress(RuntimeError):
                 asyncio.get_running_loop().create_task(runner.cleanup())
         self.api_url = None
+
+
+@dataclass
+class _Attempt:
+    """How far one flow got on its way from match to applied verdict, for the guard: which
+    stage failed, for which hook, and the message as it was before the verdict touched it."""
+
+    phase: Phase
+    match: _Match | None = None
+    run: HookRun | None = None
+    stage: str = "starting"
+    _saved: tuple[str, Any] | None = None
+
+    def keep(self, flow: http.HTTPFlow) -> None:
+        """Remember the message a verdict is about to change; `restore` puts it back (open)."""
+        if (
+            self.match is not None
+            and self.match.hook is not None
+            and self.match.hook.hook.failure_mode == "open"
+        ):
+            if self.phase == "request":
+                self._saved = ("request", flow.request.get_state())
+            elif flow.response is not None:
+                self._saved = ("response", flow.response.get_state())
+
+    def restore(self, flow: http.HTTPFlow) -> None:
+        if self._saved is None:
+            if self.phase == "request":
+                flow.response = None  # whatever a half-applied verdict answered is dropped
+            return
+        which, state = self._saved
+        if which == "request":
+            flow.request.set_state(state)
+            flow.response = None
+        elif flow.response is not None:
+            flow.response.set_state(state)
+
+
+def _refuse(flow: http.HTTPFlow, status: int, body: dict[str, Any]) -> None:
+    """Answer the flow ourselves; if even that fails, kill it: a refused flow never goes on."""
+    try:
+        flow.response = json_response(status, body)
+    except Exception:
+        log.exception("proxy-hooks: cannot answer a refused flow; killing it")
+        flow.kill()
 
 
 def _route(flow: http.HTTPFlow, upstream: str) -> None:

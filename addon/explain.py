@@ -10,8 +10,18 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from addon.matching import ClientView, CompiledContainer, CompiledHook, RequestFacts, host_candidates
+from addon.admission import Refused, admit, canonical_path, path_forms
+from addon.matching import (
+    ClientView,
+    CompiledContainer,
+    CompiledHook,
+    FlowNames,
+    RequestFacts,
+    host_names,
+    parse_host_header,
+)
 from addon.model import METHODS, HeaderMap
+from addon.paths import EncodedSlashes
 
 
 class ClientSample(BaseModel):
@@ -26,14 +36,31 @@ class MatchQuery(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    host: str = Field(min_length=1)
+    host: str = Field(min_length=1, max_length=300)
     method: str = "GET"
-    path: str = Field(default="/", pattern=r"^/")
+    path: str = Field(default="/", pattern=r"^/", max_length=8192)
     headers: HeaderMap = Field(default_factory=dict)
     client: ClientSample = Field(default_factory=ClientSample)
+    host_header: str | None = Field(
+        default=None, max_length=300, description="the Host header, when it differs from `host`"
+    )
+    sni: str | None = Field(default=None, max_length=300, description="the TLS server name, if any")
 
-    def facts(self) -> RequestFacts:
-        return RequestFacts.of(self.method, self.path, self.headers, self.client.address, self.client.user)
+    def facts(self, canonical_path: str) -> RequestFacts:
+        return RequestFacts.of(
+            self.method, canonical_path, self.headers, self.client.address, self.client.user
+        )
+
+    def names(self) -> FlowNames:
+        """Each source on its own, as the proxy sees a flow; a Host header defaults to `host`."""
+        host, port = self.destination()
+        given = {k.lower(): v for k, v in self.headers.items()}.get("host")
+        header = self.host_header or given or self.host
+        return FlowNames(
+            destination=host_names(host, port),
+            host=parse_host_header(header, port),
+            sni=host_names(self.sni, port) if self.sni else (),
+        )
 
     def destination(self) -> tuple[str, int]:
         host, _, port = self.host.rpartition(":")
@@ -63,51 +90,79 @@ def hook_reasons(hook: CompiledHook, request: RequestFacts, client_groups: froze
     return reasons
 
 
-def explain(containers: list[CompiledContainer], query: MatchQuery) -> dict[str, Any]:
-    host, port = query.destination()
-    names = host_candidates(host, port, query.host)
-    request = query.facts()
-    for container in containers:
-        service = container.service_for(names)
-        if service is None:
-            continue
-        client = ClientView(request, container.groups)
-        winner: CompiledHook | None = None
-        hooks = []
-        for hook in service.hooks:
-            reasons = hook_reasons(hook, request, client.groups)
-            matched = not reasons
-            hooks.append(
-                {
-                    "id": hook.id,
-                    "position": hook.position,
-                    "matched": matched,
-                    "reached": winner is None,
-                    "reasons": reasons,
-                }
-            )
-            if matched and winner is None:
-                winner = hook
-        return {
-            "container": container.name,
-            "service": service.name,
-            "reason": None,
-            "upstream": service.upstream,
-            "client": {
-                "address": request.client_address,
-                "user": request.user,
-                "groups": sorted(client.groups),
-            },
-            "hooks": hooks,
-            "winner": None if winner is None else {"id": winner.id, "position": winner.position},
-        }
-    known = "; ".join(f"{s.name}: {', '.join(s.hosts) or 'no hosts'}" for c in containers for s in c.services)
+def explain(
+    containers: list[CompiledContainer], query: MatchQuery, encoded_slashes: EncodedSlashes = "reject"
+) -> dict[str, Any]:
+    """What the proxy would do with this request: refuse it (400, 421), leave it alone (no
+    service), or walk the service's hooks on its canonical path — and why, for each hook."""
+    try:
+        admitted = admit(containers, query.names, query.path, encoded_slashes)
+    except Refused as refused:
+        return _unmatched(query, refused.body["reason"], refused=refused)
+    if admitted is None:
+        path = canonical_path_or_none(query.path, encoded_slashes)
+        names = ", ".join(dict.fromkeys(n for _, source in query.names().sources() for n in source))
+        known = "; ".join(
+            f"{s.name}: {', '.join(s.hosts) or 'no hosts'}" for c in containers for s in c.services
+        )
+        return _unmatched(
+            query, f"no service's hosts match {names} (hosts: {known or 'none defined'})", path=path
+        )
+    container, service = admitted.container, admitted.service
+    request = query.facts(admitted.path.canonical)
+    client = ClientView(request, container.groups)
+    winner: CompiledHook | None = None
+    hooks = []
+    for hook in service.hooks:
+        reasons = hook_reasons(hook, request, client.groups)
+        matched = not reasons
+        hooks.append(
+            {
+                "id": hook.id,
+                "position": hook.position,
+                "matched": matched,
+                "reached": winner is None,
+                "reasons": reasons,
+            }
+        )
+        if matched and winner is None:
+            winner = hook
+    return {
+        "container": container.name,
+        "service": service.name,
+        "reason": None,
+        "refused": None,
+        "path": path_forms(admitted.path),
+        "upstream": service.upstream,
+        "client": {
+            "address": request.client_address,
+            "user": request.user,
+            "groups": sorted(client.groups),
+        },
+        "hooks": hooks,
+        "winner": None if winner is None else {"id": winner.id, "position": winner.position},
+    }
+
+
+def canonical_path_or_none(target: str, encoded_slashes: EncodedSlashes) -> dict[str, str] | None:
+    """The path forms of a request no service takes (the proxy leaves such paths alone)."""
+    try:
+        return path_forms(canonical_path(target, encoded_slashes))
+    except Refused:
+        return None
+
+
+def _unmatched(
+    query: MatchQuery, reason: str, refused: Refused | None = None, path: dict[str, str] | None = None
+) -> dict[str, Any]:
     return {
         "container": None,
         "service": None,
-        "reason": f"no service's hosts match {', '.join(names)} (hosts: {known or 'none defined'})",
+        "reason": reason,
+        "refused": None if refused is None else {"status": refused.status, **refused.body},
+        "path": path,
         "upstream": None,
-        "client": {"address": request.client_address, "user": request.user, "groups": []},
+        "client": {"address": query.client.address, "user": query.client.user, "groups": []},
         "hooks": [],
         "winner": None,
     }

@@ -9,7 +9,7 @@ from typing import Any, Protocol
 from mitmproxy import http
 
 from addon.engine import HookRun, Verdict
-from addon.matching import CompiledHook, RequestFacts, host_candidates
+from addon.matching import BadHost, CompiledHook, FlowNames, RequestFacts, host_names, parse_host_header
 from addon.protocol import (
     PROTOCOL_VERSION,
     BadAnswer,
@@ -34,21 +34,39 @@ def proxy_user(flow: http.HTTPFlow) -> str | None:
     return str(auth[0]) if auth else None
 
 
-def request_facts(flow: http.HTTPFlow) -> RequestFacts:
+def request_facts(flow: http.HTTPFlow, canonical_path: str) -> RequestFacts:
+    """What matching reads of a flow; `canonical_path` is `addon.paths.canonicalize`'s."""
     headers: dict[str, str] = {}
     for name, value in flow.request.headers.items(multi=True):
         headers.setdefault(name.lower(), value)
     return RequestFacts(
         method=flow.request.method,
-        path=flow.request.path.split("?", 1)[0],
+        path=canonical_path,
         headers=headers,
         client_address=client_address(flow),
         user=proxy_user(flow),
     )
 
 
-def destination_names(flow: http.HTTPFlow) -> tuple[str, ...]:
-    return host_candidates(flow.request.host, flow.request.port, flow.request.host_header)
+def flow_names(flow: http.HTTPFlow) -> FlowNames:
+    """Where the flow goes, by each source on its own (see `resolve_service`). BadHost when the
+    Host header is malformed, repeated, or disagrees with HTTP/2's :authority."""
+    request = flow.request
+    default_port = 443 if request.scheme == "https" else 80
+    values = {value.strip().lower() for value in request.headers.get_all("host")}
+    if request.authority:
+        values.add(request.authority.strip().lower())
+    if len(values) > 1 or len(request.headers.get_all("host")) > 1:
+        raise BadHost(
+            "the request carries more than one Host (repeated header, or Host and :authority differ)"
+        )
+    host = parse_host_header(values.pop(), default_port) if values else ()
+    sni = flow.client_conn.sni
+    return FlowNames(
+        destination=host_names(request.host, request.port),
+        host=host,
+        sni=host_names(sni, request.port) if sni else (),
+    )
 
 
 def _message_headers(message: http.Message) -> list[list[str]]:

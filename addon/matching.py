@@ -11,8 +11,8 @@ import fnmatch
 import heapq
 import ipaddress
 import re
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
 from functools import cached_property
 
 from addon.model import ANY_METHOD, Group, Hook
@@ -207,6 +207,10 @@ class CompiledContainer:
     snapshot: Snapshot
     services: tuple[CompiledService, ...]
     groups: Mapping[str, CompiledGroup]
+    # Names already looked up, per snapshot (a new file version compiles a new container).
+    _by_names: dict[tuple[str, ...], CompiledService | None] = field(
+        default_factory=dict, compare=False, repr=False
+    )
 
     @classmethod
     def compile(cls, snapshot: Snapshot) -> CompiledContainer:
@@ -231,11 +235,17 @@ class CompiledContainer:
     def name(self) -> str:
         return self.snapshot.container
 
-    def service_for(self, candidates: tuple[str, ...]) -> CompiledService | None:
-        for service in self.services:
-            if service.serves(candidates):
-                return service
-        return None
+    def service_named(self, names: tuple[str, ...]) -> CompiledService | None:
+        """The first service (in file order) whose hosts match any of one source's names."""
+        if not names:
+            return None
+        cache = self._by_names
+        if names in cache:
+            return cache[names]
+        found = next((service for service in self.services if service.serves(names)), None)
+        if len(cache) < NAME_CACHE_MAX:  # bounded: names come from clients
+            cache[names] = found
+        return found
 
     def first_match(self, service: CompiledService, client: ClientView) -> CompiledHook | None:
         """The first enabled hook in position order whose every condition holds."""
@@ -257,14 +267,84 @@ def _host_regex(glob: str) -> re.Pattern[str]:
     return re.compile(fnmatch.translate(glob.lower()))
 
 
-def host_candidates(host: str, port: int, host_header: str | None) -> tuple[str, ...]:
-    """The names a flow's destination goes by: `host`, `host:port`, and the same for the Host
-    header the client sent (which differs from the destination in reverse mode)."""
-    names = [host.lower(), f"{host.lower()}:{port}"]
-    if host_header:
-        header = host_header.lower()
-        names.append(header)
-        bare = header.rsplit(":", 1)[0] if not header.endswith("]") else header
-        if bare != header:
-            names.append(bare)
-    return tuple(dict.fromkeys(names))
+NAME_CACHE_MAX = 4096
+_HOST_RE = re.compile(
+    r"(?P<host>\[[0-9a-fA-F:.]+\]|[A-Za-z0-9\-._~!$&'()*+,;=%]+)(?::(?P<port>[0-9]{1,5}))?\Z"
+)
+
+
+class BadHost(ValueError):
+    """A Host header (or :authority) that is not `host[:port]`: the proxy answers 400."""
+
+
+def host_names(host: str, port: int | None) -> tuple[str, ...]:
+    """The names one source gives a flow: the host, and host:port. Case and a trailing dot do
+    not make another name (`Auth.Test.` is `auth.test`)."""
+    name = host.lower().rstrip(".") if not host.startswith("[") else host.lower()
+    if ":" in name and not name.startswith("["):
+        name = f"[{name}]"  # an IPv6 destination, written as in a Host header
+    return (name, f"{name}:{port}") if port is not None else (name,)
+
+
+def parse_host_header(value: str, default_port: int) -> tuple[str, ...]:
+    """The names a Host header (or HTTP/2 :authority) gives; BadHost if it is not host[:port]."""
+    match = _HOST_RE.match(value.strip())
+    if match is None:
+        raise BadHost(f"the Host header {value[:80]!r} is not host[:port]")
+    port = match["port"]
+    if port is not None and not 0 < int(port) < 65536:
+        raise BadHost(f"the Host header {value[:80]!r} has an invalid port")
+    return host_names(match["host"], int(port) if port else default_port)
+
+
+@dataclass(frozen=True)
+class FlowNames:
+    """What a flow says about where it goes, one source at a time. Each must name the same
+    service (or none): a client must not reach one service while being judged as another."""
+
+    destination: tuple[
+        str, ...
+    ]  # where the proxy is asked to send it (absolute URL, CONNECT, reverse target)
+    host: tuple[str, ...] = ()  # the Host header / :authority
+    sni: tuple[str, ...] = ()  # the TLS server name, when the client sent one
+
+    def sources(self) -> Iterator[tuple[str, tuple[str, ...]]]:
+        yield "destination", self.destination
+        if self.host:
+            yield "host", self.host
+        if self.sni:
+            yield "sni", self.sni
+
+
+@dataclass(frozen=True)
+class Misdirected(Exception):
+    """Two sources of one flow name different services: the proxy answers 421."""
+
+    named: dict[str, str]  # source -> "container/service"
+
+    def __str__(self) -> str:
+        return "; ".join(f"the {source} names service {service!r}" for source, service in self.named.items())
+
+
+def resolve_service(
+    containers: Iterable[CompiledContainer], names: FlowNames
+) -> tuple[CompiledContainer, CompiledService] | None:
+    """The one service a flow is for, or None (not ours). Misdirected when the destination, the
+    Host header and the SNI name different services; a source that names none does not count."""
+    found: tuple[CompiledContainer, CompiledService] | None = None
+    named: dict[str, str] = {}
+    conflict = False
+    containers = tuple(containers)
+    for source, candidates in names.sources():
+        for container in containers:
+            service = container.service_named(candidates)
+            if service is not None:
+                named[source] = f"{container.name}/{service.name}"
+                if found is None:
+                    found = (container, service)
+                elif found[1] is not service:
+                    conflict = True
+                break
+    if conflict:
+        raise Misdirected(named)
+    return found

@@ -101,6 +101,14 @@ def _parser() -> argparse.ArgumentParser:
     exp.add_argument(
         "--header", action="append", default=[], metavar="K:V", help="a request header, repeatable"
     )
+    exp.add_argument("--host-header", default=None, help="the Host header, when it differs from the URL's")
+    exp.add_argument("--sni", default=None, help="the TLS server name the client sends, if any")
+    exp.add_argument(
+        "--encoded-slashes",
+        choices=["reject", "decode"],
+        default="reject",
+        help="as the proxy's hooks_encoded_slashes (default reject)",
+    )
     exp.add_argument("--client", default="127.0.0.1", help="the client's address (default 127.0.0.1)")
     exp.add_argument("--user", default=None, help="the client's proxy-auth user")
 
@@ -216,6 +224,8 @@ def _run_explain(args: argparse.Namespace) -> int:
                 "path": (url.path or "/") + (f"?{url.query}" if url.query else ""),
                 "headers": headers,
                 "client": {"address": args.client, "user": args.user},
+                "host_header": args.host_header,
+                "sni": args.sni,
             }
         )
         containers = [CompiledContainer.compile(s) for s in read_only_snapshots(args.config)]
@@ -225,7 +235,7 @@ def _run_explain(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print("proxy-hooks explain: cannot load the hooks configuration:\n" + str(exc), file=sys.stderr)
         return 2
-    print(json.dumps(explain(containers, query), indent=2))
+    print(json.dumps(explain(containers, query, args.encoded_slashes), indent=2))
     return 0
 
 

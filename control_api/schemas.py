@@ -200,10 +200,25 @@ class ExplainedHook(BaseModel):
     reasons: list[str]
 
 
+class PathForms(BaseModel):
+    as_sent: str
+    canonical: str = Field(description="decoded, dot segments and repeated slashes gone: what hooks match")
+    forwarded: str = Field(description="what the upstream receives (normalized; query as sent)")
+
+
+class Refusal(BaseModel):
+    status: int = Field(description="400 (Host or path cannot be read one way only) or 421 (two services)")
+    error: str
+    reason: str
+    services: dict[str, str] | None = None
+
+
 class Explanation(BaseModel):
     container: str | None
     service: str | None
     reason: str | None = Field(description="why no service, when none")
+    refused: Refusal | None = Field(description="the proxy answers this itself, before any hook")
+    path: PathForms | None
     upstream: str | None
     client: dict[str, Any]
     hooks: list[ExplainedHook]
@@ -224,6 +239,7 @@ class DryRunResult(BaseModel):
     runtime: str
     failure_mode: str
     would_contact_upstream: bool
+    path: PathForms
     intercept_response: bool
     request: dict[str, Any]
     response: dict[str, Any] | None

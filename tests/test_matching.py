@@ -8,7 +8,17 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from addon.matching import ClientView, CompiledContainer, RequestFacts, glob_to_regex, host_candidates
+from addon.matching import (
+    ClientView,
+    CompiledContainer,
+    FlowNames,
+    Misdirected,
+    RequestFacts,
+    glob_to_regex,
+    host_names,
+    parse_host_header,
+    resolve_service,
+)
 from addon.model import HooksFile
 from addon.store import Snapshot
 
@@ -116,15 +126,42 @@ def test_groups_by_cidr_user_or_headers() -> None:
     assert winner(container, path="/role", headers={"x-role": "admin"}) is None
 
 
+def _service(container: CompiledContainer, host: str, port: int, header: str | None = None) -> str | None:
+    names = FlowNames(host_names(host, port), parse_host_header(header, port) if header else ())
+    found = resolve_service([container], names)
+    return None if found is None else found[1].name
+
+
 def test_service_by_host_globs() -> None:
     container = compile_container([])
-    assert container.service_for(host_candidates("svc.test", 80, "svc.test")) is not None
-    assert container.service_for(host_candidates("API.Svc.Test", 443, None)) is not None
-    assert container.service_for(host_candidates("127.0.0.1", 9001, "localhost:8080")) is not None
-    assert container.service_for(host_candidates("127.0.0.1", 9002, None)) is None
-    assert container.service_for(host_candidates("other.test", 80, "other.test")) is None
-    # Reverse mode with keep_host_header: the Host the client sent still finds the service.
-    assert container.service_for(host_candidates("10.0.0.1", 80, "svc.test:8080")) is not None
+    assert _service(container, "svc.test", 80, "svc.test") == "svc"
+    assert _service(container, "API.Svc.Test", 443) == "svc"
+    assert _service(container, "api.svc.test.", 443) == "svc"  # a trailing dot is the same name
+    assert _service(container, "127.0.0.1", 9001, "localhost:8080") == "svc"
+    assert _service(container, "127.0.0.1", 9002) is None
+    assert _service(container, "other.test", 80, "other.test") is None
+    # Reverse mode with keep_host_header: the Host the client sent still finds the service
+    # when the destination names none.
+    assert _service(container, "10.0.0.1", 80, "svc.test:8080") == "svc"
+
+
+def test_sources_naming_two_services_are_misdirected() -> None:
+    container = compile_container([])
+    other = CompiledContainer.compile(
+        Snapshot(
+            Path("/x/other.json"),
+            HooksFile.model_validate({"container": "other", "services": {"open": {"hosts": ["open.test"]}}}),
+        )
+    )
+    names = FlowNames(host_names("svc.test", 80), parse_host_header("open.test", 80))
+    with pytest.raises(Misdirected) as caught:
+        resolve_service([container, other], names)
+    assert caught.value.named == {"destination": "c/svc", "host": "other/open"}
+    sni = FlowNames(
+        host_names("svc.test", 443), parse_host_header("svc.test", 443), host_names("open.test", 443)
+    )
+    with pytest.raises(Misdirected):
+        resolve_service([container, other], sni)
 
 
 # --- the index returns exactly what the plain scan returns ---

@@ -1,0 +1,73 @@
+"""Before any hook: is this request for one of our services, and can it be judged safely?
+
+One function decides for the proxy, `explain` and dry runs alike, so what they say is what the
+proxy does: the flow's one service (`addon.matching.resolve_service`), its canonical path
+(`addon.paths.canonicalize`), or a refusal with the status the client gets — 400 for a Host or a
+path that cannot be read one way only, 421 when the flow names two services.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from addon.matching import (
+    BadHost,
+    CompiledContainer,
+    CompiledService,
+    FlowNames,
+    Misdirected,
+    resolve_service,
+)
+from addon.paths import CanonicalPath, EncodedSlashes, PathRejected, canonicalize
+
+
+class Refused(Exception):
+    """The request is answered by the proxy before any hook runs; `body` is the JSON it gets."""
+
+    def __init__(self, status: int, error: str, reason: str, **extra: Any) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.body: dict[str, Any] = {"error": error, "reason": reason, **extra}
+
+
+@dataclass(frozen=True)
+class Admitted:
+    container: CompiledContainer
+    service: CompiledService
+    path: CanonicalPath
+
+
+def admit(
+    containers: Iterable[CompiledContainer],
+    names: Callable[[], FlowNames],
+    target: str,
+    encoded_slashes: EncodedSlashes,
+) -> Admitted | None:
+    """The service `names()` resolve to and the canonical form of `target` (path and query), or
+    None when no service's hosts match. Raises Refused (400, 421)."""
+    try:
+        found = resolve_service(containers, names())
+    except BadHost as exc:
+        raise Refused(400, "bad Host header", str(exc)) from None
+    except Misdirected as exc:
+        raise Refused(
+            421, "misdirected request: the flow names more than one service", str(exc), services=exc.named
+        ) from None
+    if found is None:
+        return None
+    return Admitted(found[0], found[1], canonical_path(target, encoded_slashes))
+
+
+def canonical_path(target: str, encoded_slashes: EncodedSlashes) -> CanonicalPath:
+    """`canonicalize`, with its refusal as the 400 the proxy answers."""
+    try:
+        return canonicalize(target, encoded_slashes)
+    except PathRejected as exc:
+        raise Refused(400, "request path refused", exc.reason) from None
+
+
+def path_forms(path: CanonicalPath) -> dict[str, str]:
+    """The three forms of a path, as explain and dry runs show them."""
+    return {"as_sent": path.as_sent, "canonical": path.canonical, "forwarded": path.forward}
