@@ -190,6 +190,15 @@ class ProxyHooks:
                     f"hooks_encoded_slashes must be one of {', '.join(ENCODED_SLASH_MODES)}, got {mode!r}"
                 )
             self.encoded_slashes = mode
+        streaming = ctx.options.stream_large_bodies and ctx.options.hooks_config
+        if updated & {"stream_large_bodies", "hooks_config"} and streaming:
+            # mitmproxy starts streaming a body once it grows past the limit, before the
+            # `request` hook, i.e. before any hook could judge the request.
+            raise exceptions.OptionsError(
+                "stream_large_bodies cannot be used with proxy-hooks: a streamed request body "
+                "reaches the upstream before a hook can judge the request. Unset it "
+                "(body_size_limit still bounds what the proxy buffers)."
+            )
         if "hooks_exec_idle" in updated:
             if ctx.options.hooks_exec_idle < 1:
                 raise exceptions.OptionsError("hooks_exec_idle must be at least 1 (seconds)")
@@ -273,30 +282,34 @@ class ProxyHooks:
                 log.exception("proxy-hooks: cannot record the run of hook %s", pending.run.hook_id)
 
     def tcp_start(self, flow: tcp.TCPFlow) -> None:
-        """Raw TCP to a service's host (e.g. bytes mitmproxy did not recognise as HTTP inside a
-        CONNECT tunnel) would never meet a hook: refused."""
+        """Raw TCP to a service's host (e.g. bytes mitmproxy does not take for HTTP inside a
+        CONNECT tunnel, while the server skips what comes first) would never meet a hook:
+        refused. The server connection is not opened; were it open already (eager
+        connections), `tcp_message` relays nothing."""
         address = flow.server_conn.address
-        if address is None or not self._compiled_containers():
+        containers = self._compiled_containers()
+        if address is None or not containers:
             return
-        names = FlowNames(
-            destination=host_names(str(address[0]), int(address[1])),
-            sni=host_names(flow.client_conn.sni, int(address[1])) if flow.client_conn.sni else (),
-        )
+        port = int(address[1])
+        sni = flow.client_conn.sni
+        names = FlowNames(host_names(str(address[0]), port), sni=host_names(sni, port) if sni else ())
         try:
-            found = resolve_service(self._compiled_containers(), names)
+            refused = resolve_service(containers, names) is not None
         except Misdirected:
-            found = None
             refused = True
-        else:
-            refused = found is not None
         if refused:
             log.warning(
-                "proxy-hooks: refused a raw TCP connection to %s:%s: it is a hooked service's host "
-                "and hooks can only judge HTTP",
+                "proxy-hooks: refused raw TCP to %s:%s: a hooked service's host, and hooks judge HTTP only",
                 address[0],
-                address[1],
+                port,
             )
-            flow.kill()
+            flow.metadata[METADATA_KEY] = {"refused": "raw TCP to a hooked service"}
+            if flow.server_conn.timestamp_start is None:
+                flow.server_conn.error = "refused by proxy-hooks: raw TCP to a hooked service"
+
+    def tcp_message(self, flow: tcp.TCPFlow) -> None:
+        if flow.metadata.get(METADATA_KEY, {}).get("refused") and flow.messages:
+            flow.messages[-1].content = b""
 
     # --- one flow, from match to applied verdict ---
 

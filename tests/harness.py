@@ -68,6 +68,7 @@ class Upstream:
         record = {
             "method": request.method,
             "path": request.path_qs,
+            "raw_path": request.raw_path,  # as it arrived, before aiohttp decoded it
             "headers": {k.lower(): v for k, v in request.headers.items()},
             "body": body.decode("utf-8", "replace"),
         }

@@ -1,0 +1,295 @@
+"""Attacks on the request path, by class, through a real mitmdump in front of a real upstream,
+with requests written byte for byte (tests/rawhttp.py):
+
+- path spellings, generated: every spelling of `/admin/<marker>` is blocked by the hook on
+  `/admin/**` or refused with 400 — never seen by the upstream; allowed paths reach the upstream
+  normalized, their query as sent;
+- Host and SNI confusion: a flow whose destination, Host header and TLS server name name two
+  services is a 421, never the service without hooks; malformed or repeated Hosts are a 400;
+- streamed bodies and raw TCP cannot get past a hook.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.harness import Mitmdump, Upstream, write_json
+from tests.proxy_fixtures import upstream  # noqa: F401 - fixture
+from tests.rawhttp import RawResponse, send_raw
+from tests.spellings import classic_spellings, spellings
+
+DENY = '#!/bin/bash\ncat >/dev/null\necho \'{"block": true, "reason": "closed by hook"}\'\n'
+
+
+def deny(path: str) -> dict[str, object]:
+    return {"match": {"method": "*", "path": path}, "script": {"path": "/deny.sh"}}
+
+
+def container(upstream: Upstream) -> dict[str, object]:
+    return {
+        "container": "hostile",
+        "services": {
+            "locked": {"hosts": ["locked.test"], "upstream": upstream.url},
+            "open": {"hosts": ["open.test"], "upstream": upstream.url},
+            "app": {"hosts": ["app.test"], "upstream": upstream.url},
+            # The upstream's own address, as reverse-mode configurations write it.
+            "direct": {"hosts": [f"127.0.0.1:{upstream.port}"]},
+        },
+        "hooks": {
+            "locked": [deny("/**")],
+            "app": [deny("/admin/**"), deny("/admin")],
+            "direct": [deny("/**")],
+        },
+    }
+
+
+def start(tmp: Path, upstream: Upstream, *extra: str) -> Mitmdump:
+    write_json(tmp / "hostile.json", container(upstream))
+    (tmp / "scripts").mkdir(exist_ok=True)
+    (tmp / "scripts" / "deny.sh").write_text(DENY)
+    return Mitmdump(tmp / "hostile.json", tmp / "confdir", *extra)
+
+
+@pytest.fixture(scope="module")
+def proxy(tmp_path_factory: pytest.TempPathFactory, upstream: Upstream) -> Iterator[Mitmdump]:
+    process = start(tmp_path_factory.mktemp("hostile"), upstream)
+    yield process
+    process.stop()
+
+
+@pytest.fixture(scope="module")
+def decoding_proxy(tmp_path_factory: pytest.TempPathFactory, upstream: Upstream) -> Iterator[Mitmdump]:
+    process = start(tmp_path_factory.mktemp("decoding"), upstream, "--set", "hooks_encoded_slashes=decode")
+    yield process
+    process.stop()
+
+
+def marker() -> str:
+    return uuid.uuid4().hex[:12]
+
+
+def request(proxy: Mitmdump, target: str, *headers: str, method: str = "DELETE") -> RawResponse:
+    """`target` in absolute form (http://host/path), as a client talks to a proxy."""
+    return send_raw(proxy.port, "\r\n".join([f"{method} {target} HTTP/1.1", *headers]))
+
+
+def reached(upstream: Upstream, mark: str) -> list[str]:
+    return [r["raw_path"] for r in upstream.requests if mark in r["raw_path"] or mark in str(r["headers"])]
+
+
+# --- path spellings ---
+
+
+def test_every_spelling_of_a_hooked_path_is_blocked_or_refused(proxy: Mitmdump, upstream: Upstream) -> None:
+    mark = marker()
+    plain = f"/admin/{mark}"
+    tried = [*classic_spellings(plain), *spellings(plain, 150, seed=10)]
+    outcomes = {}
+    for spelled in tried:
+        response = request(proxy, f"http://app.test{spelled}", "Host: app.test")
+        outcomes[spelled] = response.status
+        assert response.status in (403, 400), (spelled, response.status, response.body)
+        if response.status == 403:
+            assert response.json()["reason"] == "closed by hook"
+        else:
+            assert response.json()["error"] == "request path refused"
+    assert reached(upstream, mark) == [], "a spelling of /admin/... reached the upstream"
+    # Most spellings are simply canonical; only the ambiguous few are refused.
+    assert sum(status == 403 for status in outcomes.values()) > len(tried) * 0.8
+
+
+@pytest.mark.parametrize(
+    "spelled",
+    [
+        "/admin%2F{m}",
+        "/admin%2f{m}",
+        "/admin%5C{m}",
+        "/admin\\{m}",
+        "/x%2F..%2Fadmin/{m}",
+        "/x/..%2Fadmin/{m}",
+    ],
+)
+def test_encoded_slashes_are_refused_or_decoded_never_passed(
+    proxy: Mitmdump, decoding_proxy: Mitmdump, upstream: Upstream, spelled: str
+) -> None:
+    mark = marker()
+    target = "http://app.test" + spelled.format(m=mark)
+    refused = request(proxy, target, "Host: app.test")
+    assert refused.status == 400 and "hooks_encoded_slashes=decode" in refused.json()["reason"]
+    decoded = request(decoding_proxy, target, "Host: app.test")
+    assert decoded.status == 403 and decoded.json()["reason"] == "closed by hook"
+    assert reached(upstream, mark) == []
+
+
+@pytest.mark.parametrize(
+    ("spelled", "why"),
+    [
+        ("/../admin/{m}", "climbs above"),
+        ("/%2e%2e/admin/{m}", "climbs above"),
+        ("/adm%00in/{m}", "NUL"),
+        ("/admin%0d%0aX-Injected:%20yes/{m}", "control character"),
+        ("/adm%zzin/{m}", "invalid percent-encoding"),
+        ("/adm%ffin/{m}", "not UTF-8"),
+        ("/%c0%ae%c0%ae/admin/{m}", "not UTF-8"),
+        ("/x/..;/admin/{m}", "dot segment with parameters"),
+    ],
+)
+def test_unsafe_paths_are_refused_before_any_hook(
+    proxy: Mitmdump, upstream: Upstream, spelled: str, why: str
+) -> None:
+    mark = marker()
+    response = request(proxy, "http://app.test" + spelled.format(m=mark), "Host: app.test", method="GET")
+    assert response.status == 400 and why in response.json()["reason"], response.body
+    assert "x-proxy-hooks-hook" not in response.headers  # no hook ran
+    assert reached(upstream, mark) == []
+
+
+def test_the_upstream_gets_the_normalized_path_and_the_query_as_sent(
+    proxy: Mitmdump, upstream: Upstream
+) -> None:
+    mark = marker()
+    response = request(
+        proxy,
+        f"http://app.test//x/../%70ublic/./{mark}/?a=%2F..%2Fadmin&b=%zz",
+        "Host: app.test",
+        method="GET",
+    )
+    assert response.status == 200, response.body
+    assert reached(upstream, mark) == [f"/public/{mark}/?a=%2F..%2Fadmin&b=%zz"]
+
+
+def test_a_path_no_service_claims_is_left_alone(proxy: Mitmdump, upstream: Upstream) -> None:
+    """Traffic for hosts no service has is not ours to judge or rewrite."""
+    mark = marker()
+    host = f"Host: localhost:{upstream.port}"
+    response = request(proxy, f"http://localhost:{upstream.port}/x/../%70/{mark}", host, method="GET")
+    assert response.status == 200
+    assert reached(upstream, mark) == [f"/x/../%70/{mark}"]
+
+
+# --- Host and SNI confusion ---
+
+OPEN_NAMES = ["open.test", "OPEN.test", "open.test.", "open.test:80", "Open.Test.:80"]
+
+
+@pytest.mark.parametrize("host", OPEN_NAMES)
+def test_a_host_header_naming_another_service_is_misdirected(
+    proxy: Mitmdump, upstream: Upstream, host: str
+) -> None:
+    mark = marker()
+    response = request(proxy, f"http://locked.test/{mark}", f"Host: {host}", method="GET")
+    assert response.status == 421, response.body
+    body = response.json()
+    assert body["services"] == {"destination": "hostile/locked", "host": "hostile/open"}
+    # And the other way round: an open destination with the locked service's Host.
+    response = request(proxy, f"http://{host}/{mark}", "Host: locked.test", method="GET")
+    assert response.status == 421 and body["error"].startswith("misdirected request")
+    assert reached(upstream, mark) == []
+
+
+def test_a_host_no_service_has_does_not_unhook_the_destination(proxy: Mitmdump, upstream: Upstream) -> None:
+    mark = marker()
+    for host in ["unknown.test", "127.0.0.1", f"localhost:{upstream.port}"]:
+        response = request(proxy, f"http://locked.test/{mark}", f"Host: {host}", method="GET")
+        assert response.status == 403, (host, response.body)
+    # A destination no service has, with a hooked service's Host: that service's hooks run.
+    response = request(proxy, f"http://unknown.test/{mark}", "Host: locked.test", method="GET")
+    assert response.status == 403
+    assert reached(upstream, mark) == []
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        ["Host: locked.test", "Host: open.test"],
+        ["Host: open.test", "Host: locked.test"],
+        ["Host: locked.test", "Host: locked.test"],
+        ["Host: locked.test@open.test"],
+        ["Host: open.test/x"],
+        ["Host: locked.test:99999"],
+        ["Host: locked.test:80:80"],
+    ],
+    ids=lambda h: "+".join(h),
+)
+def test_repeated_or_malformed_hosts_are_refused(
+    proxy: Mitmdump, upstream: Upstream, headers: list[str]
+) -> None:
+    mark = marker()
+    response = request(proxy, f"http://locked.test/{mark}", *headers, method="GET")
+    assert response.status == 400 and response.json()["error"] == "bad Host header", response.body
+    assert reached(upstream, mark) == []
+
+
+@pytest.mark.parametrize(
+    ("tunnel", "sni", "host"),
+    [
+        ("locked.test:443", "open.test", "locked.test"),
+        ("open.test:443", "locked.test", "open.test"),
+        ("locked.test:443", "locked.test", "open.test"),
+        ("unknown.test:443", "locked.test", "open.test"),
+    ],
+)
+def test_tls_server_name_naming_another_service_is_misdirected(
+    proxy: Mitmdump, upstream: Upstream, tunnel: str, sni: str, host: str
+) -> None:
+    mark = marker()
+    response = send_raw(
+        proxy.port, f"GET /{mark} HTTP/1.1\r\nHost: {host}", tunnel=tunnel, sni=sni, cafile=proxy.ca_cert
+    )
+    assert response.status == 421, response.body
+    assert reached(upstream, mark) == []
+
+
+def test_tls_with_agreeing_names_is_hooked(proxy: Mitmdump, upstream: Upstream) -> None:
+    mark = marker()
+    response = send_raw(
+        proxy.port,
+        f"GET /{mark} HTTP/1.1\r\nHost: locked.test",
+        tunnel="locked.test:443",
+        sni="locked.test",
+        cafile=proxy.ca_cert,
+    )
+    assert response.status == 403
+    response = send_raw(
+        proxy.port,
+        f"GET /{mark} HTTP/1.1\r\nHost: open.test",
+        tunnel="open.test:443",
+        sni="open.test",
+        cafile=proxy.ca_cert,
+    )
+    assert response.status == 200 and reached(upstream, mark) == [f"/{mark}"]
+
+
+# --- bodies and raw bytes ---
+
+
+def test_streaming_bodies_past_hooks_is_refused(tmp_path: Path, upstream: Upstream) -> None:
+    """mitmproxy streams a body past `stream_large_bodies` to the upstream before the `request`
+    hook runs (and turns streaming back on mid-body): the addon refuses that option at start-up
+    rather than let bodies past the hooks."""
+    with pytest.raises(RuntimeError) as caught:
+        start(tmp_path, upstream, "--set", "stream_large_bodies=1k")
+    assert "stream_large_bodies cannot be used with proxy-hooks" in str(caught.value)
+
+
+def test_bytes_that_are_not_http_never_reach_a_service(proxy: Mitmdump, upstream: Upstream) -> None:
+    """Inside a CONNECT tunnel, a request behind leading blank lines is not HTTP to mitmproxy's
+    protocol detection (raw TCP), while servers skip the blank lines: refused for services."""
+    import socket
+
+    mark = marker()
+    target = f"127.0.0.1:{upstream.port}"  # the `direct` service's host
+    with socket.create_connection(("127.0.0.1", proxy.port), timeout=30) as sock:
+        sock.sendall(f"CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n\r\n".encode())
+        sock.recv(4096)
+        sock.sendall(f"\r\n\r\nGET /{mark} HTTP/1.1\r\nHost: {target}\r\n\r\n".encode())
+        try:
+            answer = sock.recv(4096)
+        except OSError:
+            answer = b""
+    assert b"upstream" not in answer
+    assert reached(upstream, mark) == []
