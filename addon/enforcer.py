@@ -263,11 +263,12 @@ class ProxyHooks:
         pending = self._pending.pop(flow.id, None)
         if pending is None or flow.response is None:
             return
-        attempt = _Attempt("response", pending.match, pending.run, stage="recording the request-phase run")
+        # The request-phase verdict is in effect already; recording it is what is left.
+        attempt = _Attempt("response", pending.match, pending.run, "recording the request-phase run", True)
         try:
             self._finish(flow, pending.run)
             if pending.intercept and pending.match.hook is not None:
-                attempt.run = None
+                attempt.run, attempt.applied = None, False
                 await self._judge_response(flow, pending.match, attempt)
         except Exception as exc:  # the one guard
             self._failed(flow, attempt, exc)
@@ -347,6 +348,7 @@ class ProxyHooks:
         attempt.stage = "applying the verdict"
         attempt.keep(flow)
         intercept = apply_verdict(flow, run, verdict, match.hook.hook.failure_mode)
+        attempt.applied = True
         flow.metadata[METADATA_KEY] = run.as_dict()
         attempt.stage = "recording the run"
         if flow.response is not None:
@@ -369,6 +371,7 @@ class ProxyHooks:
         attempt.stage = "applying the verdict"
         attempt.keep(flow)
         apply_verdict(flow, run, verdict, match.hook.hook.failure_mode)
+        attempt.applied = True
         flow.metadata[METADATA_KEY] = run.as_dict()
         attempt.stage = "recording the run"
         self._finish(flow, run)
@@ -596,6 +599,7 @@ class _Attempt:
     match: _Match | None = None
     run: HookRun | None = None
     stage: str = "starting"
+    applied: bool = False  # the verdict is in effect: an open hook keeps it
     _saved: tuple[str, Any] | None = None
 
     def keep(self, flow: http.HTTPFlow) -> None:
@@ -611,6 +615,10 @@ class _Attempt:
                 self._saved = ("response", flow.response.get_state())
 
     def restore(self, flow: http.HTTPFlow) -> None:
+        """For an open hook: the flow goes on as before the failed run, or, when the verdict
+        was applied and only what follows failed (recording), as the verdict made it."""
+        if self.applied:
+            return
         if self._saved is None:
             if self.phase == "request":
                 flow.response = None  # whatever a half-applied verdict answered is dropped
