@@ -139,7 +139,11 @@ async def dry_run(
     exchange = _Exchange(request, response)
     container = CompiledContainer.compile(snapshot)
     facts = RequestFacts.of(
-        sample.method, path.canonical, sample.headers, sample.client.address, sample.client.user
+        sample.method,
+        path.canonical + "?" + path.forward.partition("?")[2],
+        sample.headers,
+        sample.client.address,
+        sample.client.user,
     )
     client = ClientView(facts, container.groups)
     with tempfile.TemporaryDirectory(prefix="proxy-hooks-inline-") as scratch:

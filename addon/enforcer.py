@@ -190,7 +190,9 @@ class ProxyHooks:
                     f"hooks_encoded_slashes must be one of {', '.join(ENCODED_SLASH_MODES)}, got {mode!r}"
                 )
             self.encoded_slashes = mode
-        streaming = ctx.options.stream_large_bodies and ctx.options.hooks_config
+        # (Declared by mitmproxy's proxy server addon, absent from a bare test context.)
+        streaming = "stream_large_bodies" in ctx.options and ctx.options.stream_large_bodies
+        streaming = streaming and ctx.options.hooks_config
         if updated & {"stream_large_bodies", "hooks_config"} and streaming:
             # mitmproxy starts streaming a body once it grows past the limit, before the
             # `request` hook, i.e. before any hook could judge the request.

@@ -47,8 +47,9 @@ class MatchQuery(BaseModel):
     sni: str | None = Field(default=None, max_length=300, description="the TLS server name, if any")
 
     def facts(self, canonical_path: str) -> RequestFacts:
+        query = self.path.partition("?")[2]
         return RequestFacts.of(
-            self.method, canonical_path, self.headers, self.client.address, self.client.user
+            self.method, canonical_path, self.headers, self.client.address, self.client.user, query
         )
 
     def names(self) -> FlowNames:
@@ -74,11 +75,16 @@ def hook_reasons(hook: CompiledHook, request: RequestFacts, client_groups: froze
     reasons = []
     if not hook.hook.enabled:
         reasons.append("disabled")
-    if hook.methods is not None and request.method.upper() not in hook.methods:
+    if not hook.method_matches(request):
+        assert hook.methods is not None
         allowed = ", ".join(m for m in METHODS if m in hook.methods)
-        reasons.append(f"method {request.method.upper()} not in [{allowed}]")
-    if hook.path.match(request.path) is None:
-        reasons.append(f"path {request.path} does not match {hook.hook.match.path}")
+        overrides = (
+            f" (nor its overrides {', '.join(request.other_methods)})" if request.other_methods else ""
+        )
+        reasons.append(f"method {request.method.upper()}{overrides} not in [{allowed}]")
+    if not hook.path_matches(request):
+        readings = f" (nor {', '.join(request.other_paths)})" if request.other_paths else ""
+        reasons.append(f"path {request.path}{readings} does not match {hook.hook.match.path}")
     for name, expected in hook.headers:
         actual = request.headers.get(name)
         if actual is None:

@@ -39,12 +39,13 @@ def request_facts(flow: http.HTTPFlow, canonical_path: str) -> RequestFacts:
     headers: dict[str, str] = {}
     for name, value in flow.request.headers.items(multi=True):
         headers.setdefault(name.lower(), value)
-    return RequestFacts(
-        method=flow.request.method,
-        path=canonical_path,
-        headers=headers,
-        client_address=client_address(flow),
-        user=proxy_user(flow),
+    return RequestFacts.of(
+        flow.request.method,
+        canonical_path,
+        headers,
+        client_address(flow),
+        proxy_user(flow),
+        flow.request.path.partition("?")[2],
     )
 
 

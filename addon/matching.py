@@ -11,36 +11,73 @@ import fnmatch
 import heapq
 import ipaddress
 import re
+import urllib.parse
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 
 from addon.model import ANY_METHOD, Group, Hook
+from addon.paths import without_parameters
 from addon.store import Snapshot
+
+# Headers (and a query parameter) through which common frameworks (Express method-override,
+# Rails, Spring, ASP.NET, many API gateways) let a POST act as another method.
+METHOD_OVERRIDE_HEADERS = ("x-http-method-override", "x-http-method", "x-method-override")
+METHOD_OVERRIDE_PARAM = "_method"
 
 
 @dataclass(frozen=True)
 class RequestFacts:
-    """What matching needs to know about one request."""
+    """What matching needs to know about one request.
+
+    A hook matches if it matches any reading an upstream may take of the request: besides the
+    method and the canonical path, `other_methods` are the methods a framework may act on
+    instead (override headers, `_method`), `other_paths` the path with `;parameters` dropped
+    (Tomcat and Spring read `/admin;x=1/y` as `/admin/y`). Both are empty for almost every
+    request, and then cost nothing.
+    """
 
     method: str
-    path: str  # without the query
+    path: str  # canonical (addon.paths), without the query
     headers: Mapping[str, str]  # lower-case names; the first value of each
     client_address: str
     user: str | None = None
+    other_methods: tuple[str, ...] = ()
+    other_paths: tuple[str, ...] = ()
 
     @classmethod
     def of(
-        cls, method: str, path: str, headers: Mapping[str, str], client_address: str, user: str | None
+        cls,
+        method: str,
+        path: str,
+        headers: Mapping[str, str],
+        client_address: str,
+        user: str | None,
+        query: str = "",
     ) -> RequestFacts:
-        """From a request as written anywhere: any case, the query still on the path."""
+        """From a request as written anywhere: names and methods in any case; `path` canonical
+        (a query on it is split off and read too)."""
+        path, _, own_query = path.partition("?")
+        headers = {name.lower(): value for name, value in headers.items()}
+        method = method.upper()
+        others = _override_methods(headers, query or own_query)
         return cls(
-            method=method.upper(),
-            path=path.split("?", 1)[0],
-            headers={name.lower(): value for name, value in headers.items()},
+            method=method,
+            path=path,
+            headers=headers,
             client_address=client_address,
             user=user,
+            other_methods=tuple(m for m in others if m != method),
+            other_paths=tuple(p for p in [without_parameters(path)] if p != path),
         )
+
+
+def _override_methods(headers: Mapping[str, str], query: str) -> tuple[str, ...]:
+    found = [headers[name].strip().upper() for name in METHOD_OVERRIDE_HEADERS if name in headers]
+    if METHOD_OVERRIDE_PARAM in query:
+        values = urllib.parse.parse_qs(query, keep_blank_values=True).get(METHOD_OVERRIDE_PARAM, [])
+        found += [value.strip().upper() for value in values]
+    return tuple(dict.fromkeys(m for m in found if m))
 
 
 def glob_to_regex(pattern: str) -> re.Pattern[str]:
@@ -122,10 +159,23 @@ class CompiledHook:
     def matches(self, request: RequestFacts, client_groups: frozenset[str]) -> bool:
         return (
             self.hook.enabled
-            and (self.methods is None or request.method.upper() in self.methods)
-            and self.path.match(request.path) is not None
+            and self.method_matches(request)
+            and self.path_matches(request)
             and _headers_match(self.headers, request.headers)
             and (self.groups is None or not client_groups.isdisjoint(self.groups))
+        )
+
+    def method_matches(self, request: RequestFacts) -> bool:
+        methods = self.methods
+        return (
+            methods is None
+            or request.method.upper() in methods
+            or any(method in methods for method in request.other_methods)
+        )
+
+    def path_matches(self, request: RequestFacts) -> bool:
+        return self.path.match(request.path) is not None or any(
+            self.path.match(path) is not None for path in request.other_paths
         )
 
 
@@ -249,6 +299,8 @@ class CompiledContainer:
 
     def first_match(self, service: CompiledService, client: ClientView) -> CompiledHook | None:
         """The first enabled hook in position order whose every condition holds."""
+        if client.request.other_paths:  # rare: the index is keyed by one path only
+            return self.first_match_linear(service, client)
         for hook in service.index.candidates(client.request.path):
             if hook.matches(client.request, client.groups if hook.groups is not None else frozenset()):
                 return hook

@@ -159,3 +159,11 @@ def _decode(segment: str) -> str:
         what = "a NUL byte" if "\x00" in text else "a control character"
         raise PathRejected(f"the path contains {what}")
     return text
+
+
+def without_parameters(canonical: str) -> str:
+    """The canonical path as servers that drop path parameters read it: `/admin;x=1/y` is
+    `/admin/y` to Tomcat and Spring. Hooks match this reading too (see RequestFacts)."""
+    if ";" not in canonical:
+        return canonical
+    return "/".join(segment.split(";", 1)[0] for segment in canonical.split("/"))

@@ -41,7 +41,11 @@ def container(upstream: Upstream) -> dict[str, object]:
         },
         "hooks": {
             "locked": [deny("/**")],
-            "app": [deny("/admin/**"), deny("/admin")],
+            "app": [
+                deny("/admin/**"),
+                deny("/admin"),
+                {"match": {"method": "DELETE", "path": "/records/**"}, "script": {"path": "/deny.sh"}},
+            ],
             "direct": [deny("/**")],
         },
     }
@@ -169,6 +173,45 @@ def test_a_path_no_service_claims_is_left_alone(proxy: Mitmdump, upstream: Upstr
     response = request(proxy, f"http://localhost:{upstream.port}/x/../%70/{mark}", host, method="GET")
     assert response.status == 200
     assert reached(upstream, mark) == [f"/x/../%70/{mark}"]
+
+
+@pytest.mark.parametrize(
+    "spelled",
+    ["/admin;jsessionid=1/{m}", "/admin;/{m}", "/%61dmin;a=b/./{m}", "/admin;x=%3B/{m}", "/x;y/../admin/{m}"],
+)
+def test_path_parameters_do_not_hide_a_path(proxy: Mitmdump, upstream: Upstream, spelled: str) -> None:
+    """Tomcat and Spring drop `;parameters` from segments: `/admin;x/y` is `/admin/y` to them."""
+    mark = marker()
+    response = request(proxy, "http://app.test" + spelled.format(m=mark), "Host: app.test", method="GET")
+    assert response.status == 403, response.body
+    assert reached(upstream, mark) == []
+
+
+OVERRIDES = [
+    "X-HTTP-Method-Override: DELETE",
+    "x-http-method-override: delete",
+    "X-HTTP-Method: Delete",
+    "X-Method-Override: DELETE",
+]
+
+
+@pytest.mark.parametrize("override", OVERRIDES)
+def test_a_method_override_is_a_method(proxy: Mitmdump, upstream: Upstream, override: str) -> None:
+    """Frameworks that honour an override act on a POST as the DELETE the hook is for."""
+    mark = marker()
+    response = request(proxy, f"http://app.test/records/{mark}", "Host: app.test", override, method="POST")
+    assert response.status == 403, response.body
+    assert reached(upstream, mark) == []
+
+
+def test_a_method_override_parameter_is_a_method(proxy: Mitmdump, upstream: Upstream) -> None:
+    mark = marker()
+    for query in ["_method=DELETE", "a=1&_method=delete", "_method=%44ELETE"]:
+        target = f"http://app.test/records/{mark}?{query}"
+        assert request(proxy, target, "Host: app.test", method="POST").status == 403, query
+    assert reached(upstream, mark) == []
+    # Without an override a POST is not the hook's business.
+    assert request(proxy, f"http://app.test/records/{mark}", "Host: app.test", method="POST").status == 200
 
 
 # --- Host and SNI confusion ---

@@ -214,3 +214,24 @@ def test_index_agrees_with_the_linear_scan(
     indexed = container.first_match(service, view)
     linear = CompiledContainer.first_match_linear(service, view)
     assert (None if indexed is None else indexed.position) == (None if linear is None else linear.position)
+
+
+def test_every_reading_of_a_request_is_matched() -> None:
+    """Method overrides and `;parameters` are readings an upstream may act on: a hook matches
+    if it matches any of them; one that matches none stays unmatched."""
+    container = compile_container([h("/admin/**", method="DELETE"), h("/keys/*", method="*")])
+    service = container.services[0]
+
+    def first(method: str, path: str, headers: dict[str, str] | None = None, query: str = "") -> int | None:
+        facts = RequestFacts.of(method, path, headers or {}, "127.0.0.1", None, query)
+        found = container.first_match(service, ClientView(facts, container.groups))
+        return None if found is None else found.position
+
+    assert first("POST", "/admin/x") is None
+    assert first("POST", "/admin/x", {"X-HTTP-Method-Override": "delete"}) == 0
+    assert first("POST", "/admin/x", {"x-method-override": "DELETE"}) == 0
+    assert first("POST", "/admin/x", query="a=1&_method=DELETE") == 0
+    assert first("POST", "/admin/x", {"X-HTTP-Method-Override": "PUT"}) is None
+    assert first("GET", "/keys;v=1/a") == 1
+    assert first("GET", "/keys/a;v=1") == 1
+    assert first("GET", "/ke;ys/a") is None
