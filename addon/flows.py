@@ -39,8 +39,8 @@ def request_facts(flow: http.HTTPFlow, canonical_path: str) -> RequestFacts:
     headers: dict[str, str] = {}
     for name, value in flow.request.headers.items(multi=True):
         headers.setdefault(name.lower(), value)
-    return RequestFacts.of(
-        flow.request.method,
+    return RequestFacts.read(
+        flow.request.method,  # upper-case already
         canonical_path,
         headers,
         client_address(flow),
@@ -54,10 +54,11 @@ def flow_names(flow: http.HTTPFlow) -> FlowNames:
     Host header is malformed, repeated, or disagrees with HTTP/2's :authority."""
     request = flow.request
     default_port = 443 if request.scheme == "https" else 80
-    values = {value.strip().lower() for value in request.headers.get_all("host")}
+    given = request.headers.get_all("host")
+    values = {value.strip().lower() for value in given}
     if request.authority:
         values.add(request.authority.strip().lower())
-    if len(values) > 1 or len(request.headers.get_all("host")) > 1:
+    if len(values) > 1 or len(given) > 1:
         raise BadHost(
             "the request carries more than one Host (repeated header, or Host and :authority differ)"
         )

@@ -58,17 +58,30 @@ class RequestFacts:
         """From a request as written anywhere: names and methods in any case; `path` canonical
         (a query on it is split off and read too)."""
         path, _, own_query = path.partition("?")
-        headers = {name.lower(): value for name, value in headers.items()}
-        method = method.upper()
-        others = _override_methods(headers, query or own_query)
+        lowered = {name.lower(): value for name, value in headers.items()}
+        return cls.read(method.upper(), path, lowered, client_address, user, query or own_query)
+
+    @classmethod
+    def read(
+        cls,
+        method: str,
+        path: str,
+        headers: Mapping[str, str],
+        client_address: str,
+        user: str | None,
+        query: str,
+    ) -> RequestFacts:
+        """From the proxy's own view: method upper-case, header names lower-case already."""
+        others = _override_methods(headers, query)
+        bare = without_parameters(path)
         return cls(
-            method=method,
-            path=path,
-            headers=headers,
-            client_address=client_address,
-            user=user,
-            other_methods=tuple(m for m in others if m != method),
-            other_paths=tuple(p for p in [without_parameters(path)] if p != path),
+            method,
+            path,
+            headers,
+            client_address,
+            user,
+            tuple(m for m in others if m != method) if others else (),
+            (bare,) if bare != path else (),
         )
 
 

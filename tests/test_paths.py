@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from addon.paths import CanonicalPath, PathRejected, canonicalize
+from addon.paths import CanonicalPath, PathRejected, canonicalize, canonicalize_slowly
 from tests.spellings import PLAIN_PATHS, classic_spellings, spell, spellings
 
 
@@ -117,3 +117,18 @@ def test_decode_mode_reads_encoded_slashes_as_separators(path: str, canonical: s
 def test_an_unchanged_path_is_not_rewritten() -> None:
     assert canonicalize("/v1/users?id=1") == CanonicalPath("/v1/users?id=1", "/v1/users", "/v1/users?id=1")
     assert not canonicalize("/v1/users?id=1").changed
+
+
+@given(st.text(alphabet="abz09-._~!$&'()*+,=:@/%;", max_size=30), st.sampled_from(["", "?a=b"]))
+@settings(max_examples=500, deadline=None)
+def test_the_fast_path_agrees_with_the_full_algorithm(path: str, query: str) -> None:
+    target = "/" + path + query
+    try:
+        expected: CanonicalPath | str = canonicalize_slowly(target)
+    except PathRejected as exc:
+        expected = exc.reason
+    try:
+        got: CanonicalPath | str = canonicalize(target)
+    except PathRejected as exc:
+        got = exc.reason
+    assert got == expected
