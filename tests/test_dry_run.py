@@ -3,6 +3,7 @@ and the live stats stay as they were; the run is recorded as a dry run."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -137,3 +138,17 @@ def test_inline_script_when_the_operator_allows_it(tmp_path: Path) -> None:
             assert len(events) == 1 and events[0]["outcome"] == "blocked"
     finally:
         process.stop()
+
+
+def test_a_dry_run_reads_the_path_as_the_proxy_does(api: httpx.Client, home: Path) -> None:
+    hook_id = setup_hook(api)
+    data = dry(api, home, hook_id, {"path": "/t//x/../%79?q=%2F", "headers": {"x-act": "echo"}})
+    assert data["path"] == {"as_sent": "/t//x/../%79?q=%2F", "canonical": "/t/y", "forwarded": "/t/y?q=%2F"}
+    assert data["response"]["status"] == 200  # act.py's echo: the event it was given
+    assert json.loads(data["response"]["body"])["request"]["path"] == "/t/y?q=%2F"
+    refused = api.post(url(hook_id), json={"path": "/t/%2e%2e/%2e%2e/etc"})
+    assert refused.status_code == 422
+    [detail] = refused.json()["details"]
+    assert detail["field"] == "path" and detail["reason"].startswith(
+        "the proxy would refuse this path with 400"
+    )

@@ -112,3 +112,37 @@ def test_list_containers(client: httpx.Client) -> None:
         "id": "demo", "file_version": 1, "etag": "file:v1", "services": 2, "hooks": 1,
         "hooksByService": {"auth": 1, "billing": 0}, "error": None,
     }]  # fmt: skip
+
+
+def test_explain_canonicalizes_the_path_as_the_proxy_does(client: httpx.Client, explained: Path) -> None:
+    """The hooks are walked on the canonical path; both forms are shown; what the proxy would
+    refuse is said with its status, over the API and offline alike."""
+    body = {"host": "auth.demo.test", "method": "GET", "path": "//v1/x/../%6cogin?a=%2F"}
+    data = client.post(MATCH, json=body).json()["data"]
+    assert data["path"] == {
+        "as_sent": "//v1/x/../%6cogin?a=%2F",
+        "canonical": "/v1/login",
+        "forwarded": "/v1/login?a=%2F",
+    }
+    assert data["winner"] == {"id": "01hz8x9k2b3c4d5e6f7g8h9j00", "position": 0} and data["refused"] is None
+    assert cli(explained, "http://auth.demo.test//v1/x/../%6cogin?a=%2F")["path"] == data["path"]
+
+    refused = client.post(MATCH, json={**body, "path": "/v1%2Flogin"}).json()["data"]
+    assert refused["refused"]["status"] == 400 and "encoded slash" in refused["refused"]["reason"]
+    assert refused["service"] is None and refused["hooks"] == []
+    decoded = cli(explained, "http://auth.demo.test/v1%2Flogin", "--encoded-slashes", "decode")
+    assert decoded["path"]["canonical"] == "/v1/login" and decoded["winner"]["position"] == 0
+
+
+def test_explain_says_when_host_names_disagree(client: httpx.Client, explained: Path) -> None:
+    body = {"host": "auth.demo.test", "host_header": "billing.demo.test", "path": "/v1/login"}
+    data = client.post(MATCH, json=body).json()["data"]
+    assert data["refused"]["status"] == 421
+    assert data["refused"]["services"] == {"destination": "demo/auth", "host": "demo/billing"}
+    sni = cli(explained, "https://auth.demo.test/v1/login", "--sni", "billing.demo.test")
+    assert sni["refused"]["status"] == 421 and sni["refused"]["services"]["sni"] == "demo/billing"
+    overridden = client.post(
+        MATCH, json={"host": "auth.demo.test", "method": "POST", "path": "/v1/login",
+                     "headers": {"X-HTTP-Method-Override": "GET"}},
+    ).json()["data"]  # fmt: skip
+    assert overridden["winner"]["position"] == 0  # the GET-only hook holds for the override
