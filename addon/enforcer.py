@@ -45,7 +45,6 @@ from addon.flows import (
     request_facts,
 )
 from addon.matching import (
-    BadHost,
     ClientView,
     CompiledContainer,
     CompiledHook,
@@ -290,25 +289,32 @@ class ProxyHooks:
         refused. The server connection is not opened; were it open already (eager
         connections), `tcp_message` relays nothing."""
         address = flow.server_conn.address
-        containers = self._compiled_containers()
-        if address is None or not containers:
+        if address is None:
             return
-        port = int(address[1])
-        sni = flow.client_conn.sni
-        names = FlowNames(host_names(str(address[0]), port), sni=host_names(sni, port) if sni else ())
         try:
-            refused = resolve_service(containers, names) is not None
-        except Misdirected:
+            refused = self._hooked_tcp(str(address[0]), int(address[1]), flow.client_conn.sni)
+        except Exception:  # a bug of ours: refuse rather than relay unjudged bytes
+            log.exception("proxy-hooks: cannot judge raw TCP to %s:%s; refused", address[0], address[1])
             refused = True
         if refused:
             log.warning(
                 "proxy-hooks: refused raw TCP to %s:%s: a hooked service's host, and hooks judge HTTP only",
                 address[0],
-                port,
+                address[1],
             )
             flow.metadata[METADATA_KEY] = {"refused": "raw TCP to a hooked service"}
             if flow.server_conn.timestamp_start is None:
                 flow.server_conn.error = "refused by proxy-hooks: raw TCP to a hooked service"
+
+    def _hooked_tcp(self, host: str, port: int, sni: str | None) -> bool:
+        containers = self._compiled_containers()
+        if not containers:
+            return False
+        names = FlowNames(host_names(host, port), sni=host_names(sni, port) if sni else ())
+        try:
+            return resolve_service(containers, names) is not None
+        except Misdirected:
+            return True
 
     def tcp_message(self, flow: tcp.TCPFlow) -> None:
         if flow.metadata.get(METADATA_KEY, {}).get("refused") and flow.messages:
@@ -416,8 +422,8 @@ class ProxyHooks:
     def _for_a_service(self, flow: http.HTTPFlow) -> bool:
         try:
             return resolve_service(self._compiled_containers(), flow_names(flow)) is not None
-        except (BadHost, Misdirected):
-            return True  # refused in `request`: keep the body from the upstream until then
+        except Exception:  # BadHost, Misdirected, or a bug: `request` refuses it; hold the body
+            return True
 
     # --- internals ---
 
