@@ -30,9 +30,9 @@ TIMEOUT_MIN_MS = 1
 TIMEOUT_MAX_MS = 30_000
 DEFAULT_TIMEOUT_MS = 5_000
 # ULIDs, lowercase Crockford base32 (no i, l, o, u), as the seed requires.
-HOOK_ID_RE = re.compile(r"^[0-9a-hjkmnp-tv-z]{26}$")
-_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
-_HEADER_NAME_RE = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
+HOOK_ID_RE = re.compile(r"^[0-9a-hjkmnp-tv-z]{26}\Z")  # \Z: "$" would let a final newline in
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}\Z")
+_HEADER_NAME_RE = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+\Z")
 
 
 def _name(value: str) -> str:
@@ -134,7 +134,7 @@ def _host_glob(value: str) -> str:
 
 
 def _upstream(value: str) -> str:
-    if not re.match(r"^https?://[^/\s]+/?$", value):
+    if not re.match(r"^https?://[A-Za-z0-9.\-_~%\[\]:]+/?\Z", value):
         raise ValueError(f"must be an http(s) origin like http://127.0.0.1:9001, got {value!r}")
     return value.rstrip("/")
 
