@@ -14,6 +14,7 @@ fails with the field path and the reason, and the hook's failure mode decides th
 from __future__ import annotations
 
 import base64
+import itertools
 import json
 import re
 from typing import Annotated, Any, Literal
@@ -180,18 +181,14 @@ def too_deep(data: Any, limit: int = MAX_ANSWER_DEPTH) -> bool:
     """Whether `data` (decoded JSON) nests lists and objects more than `limit` levels deep.
 
     Iterative, one level at a time, over containers only: a flat answer costs a few steps."""
-    level = [data] if isinstance(data, (dict, list)) else []
+    level = [data] if type(data) is dict or type(data) is list else []
     depth = 0
     while level:
         depth += 1
         if depth > limit:
             return True
-        level = [
-            child
-            for item in level
-            for child in (item.values() if isinstance(item, dict) else item)
-            if isinstance(child, (dict, list))
-        ]
+        children = itertools.chain.from_iterable(c.values() if type(c) is dict else c for c in level)
+        level = [c for c in children if type(c) is dict or type(c) is list]
     return False
 
 
