@@ -300,8 +300,9 @@ def test_only_listed_methods(method: str) -> None:
     ("status", "message"),
     [
         (99, "less than or equal|greater than or equal"), (100, "200-599"), (101, "200-599"),
-        (199, "200-599"), (600, "less than or equal"), (True, "must be an integer"), (False, "must be an integer"),
-        ("200", "must be an integer"), (200.0, "must be an integer"), (None, ""),
+        (199, "200-599"), (600, "less than or equal"), (True, "must be an integer"),
+        (False, "must be an integer"), ("200", "must be an integer"), (200.0, "must be an integer"),
+        (None, ""),
     ],
 )  # fmt: skip
 def test_status_of_a_response_the_proxy_sends(status: Any, message: str) -> None:
