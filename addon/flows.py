@@ -140,17 +140,21 @@ def _check_headers(headers: Mapping[str, str], remove: Iterable[str] = ()) -> No
             raise BadAnswer(problem)
 
 
-def _set_body(message: http.Message, spec: ResponseSpec, content: bytes | None) -> None:
+def _set_body(message: http.Response, spec: ResponseSpec, content: bytes | None, method: str) -> None:
     if content is None:
         return
-    message.content = content
+    message.content = content  # and its content-length
     if not isinstance(spec.body, str) and spec.body is not None and "content-type" not in message.headers:
         message.headers["content-type"] = "application/json"
+    if method.upper() == "HEAD":
+        # The headers a GET would get, no body: the client reads none after a HEAD, and would
+        # take those bytes (the answer's, maybe the client's own echoed) for the next response.
+        message.raw_content = b""
 
 
 def _check_status(spec: ResponseSpec, upstream: int | None, body_size: int) -> None:
     if problem := status_problem(spec.status, upstream, body_size):
-        raise BadAnswer(f"response.status: {problem}")
+        raise BadAnswer(problem)
 
 
 def _set_status(response: http.Response, status: int) -> None:
@@ -163,16 +167,17 @@ def _set_status(response: http.Response, status: int) -> None:
         response.reason = status_codes.RESPONSES.get(status, "")
 
 
-def response_from(spec: ResponseSpec) -> http.Response:
+def response_from(spec: ResponseSpec, method: str = "GET") -> http.Response:
+    """The response the proxy sends in the request's place (`method`: the request's)."""
     content = body_bytes(spec.body, spec.body_base64)
     _check_status(spec, None, len(content or b""))
     _check_headers(spec.headers)
     response = http.Response.make(spec.status or 200, b"", dict(spec.headers))
-    _set_body(response, spec, content)
+    _set_body(response, spec, content, method)
     return response
 
 
-def apply_response_change(response: http.Response, spec: ResponseSpec) -> None:
+def apply_response_change(response: http.Response, spec: ResponseSpec, method: str = "GET") -> None:
     """Checked whole first, then applied (as `apply_request_change`)."""
     content = body_bytes(spec.body, spec.body_base64)
     body_size = len(content) if content is not None else len(response.raw_content or b"")
@@ -182,7 +187,7 @@ def apply_response_change(response: http.Response, spec: ResponseSpec) -> None:
         _set_status(response, spec.status)
     for name, value in spec.headers.items():
         response.headers[name] = value
-    _set_body(response, spec, content)
+    _set_body(response, spec, content, method)
 
 
 def json_response(status: int, body: dict[str, Any]) -> http.Response:
@@ -223,11 +228,11 @@ def apply_verdict(flow: Exchange, run: HookRun, verdict: Verdict, failure_mode: 
             flow.response = blocked_response(run)
         elif answer is not None and run.phase == "request":
             if answer.response is not None:
-                flow.response = response_from(answer.response)
+                flow.response = response_from(answer.response, flow.request.method)
             elif answer.request is not None:
                 apply_request_change(flow, answer.request)
         elif answer is not None and answer.response is not None and flow.response is not None:
-            apply_response_change(flow.response, answer.response)
+            apply_response_change(flow.response, answer.response, flow.request.method)
     except BadAnswer as exc:
         run.outcome, run.error = "failed", f"bad script output: {exc}"
         if failure_mode == "closed":

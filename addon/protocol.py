@@ -156,8 +156,11 @@ class BadAnswer(ValueError):
 NO_CONTENT_STATUSES = frozenset({204, 304})
 
 
-def status_problem(status: int | None, upstream: int | None, body_size: int) -> str | None:
-    """Why a script may not answer with `status`, or None. The rules:
+def status_problem(
+    status: int | None, upstream: int | None, body_size: int, head: bool = False
+) -> str | None:
+    """Why a script may not answer with `status` (and a body of `body_size` bytes), or None. The
+    message starts with the field it is about. The rules:
 
     - A response the proxy sends itself (request phase, `upstream` None): status 200-599 (an
       unset status is 200). 1xx is never a whole answer: 100 would leave the client waiting, 101
@@ -165,15 +168,17 @@ def status_problem(status: int | None, upstream: int | None, body_size: int) -> 
     - A response being changed (response phase, `upstream` its status): an unset status, or the
       upstream's own, keeps it whatever it is (a 101 or 304 the upstream sent); any other must be
       200-599.
-    - Either way, a final status of 204 or 304 with a body (`body_size` bytes, the answer's or
-      the upstream's that stays) is refused: such a response cannot carry one.
+    - Either way, a final status of 204 or 304 comes without a body (`body_size` counts the
+      answer's, or the upstream's that stays): the client reads none, and would take those bytes
+      for the start of the next response. (A response to HEAD has none either; that one is not
+      the answer's mistake, and `addon.flows` sends its headers only.)
     """
     final = status if status is not None else (upstream or 200)
     if status is not None and status != upstream and not 200 <= status <= 599:
         sent = "a response the proxy sends" if upstream is None else "a changed status"
-        return f"status {status} is not allowed for {sent} (200-599)"
+        return f"response.status: status {status} is not allowed for {sent} (200-599)"
     if final in NO_CONTENT_STATUSES and body_size:
-        return f'status {final} cannot have a body (got {body_size} bytes; set "body": "")'
+        return f'response.body: status {final} cannot have a body (got {body_size} bytes; set "body": "")'
     return None
 
 

@@ -357,6 +357,22 @@ def test_status_in_the_response_phase(upstream: int, status: int | None, allowed
         assert_refused(flow, run, "response.status: ")
 
 
+def test_a_response_to_head_has_the_headers_of_a_get_and_no_body() -> None:
+    body = "HTTP/1.1 200 OK\r\nInjected: yes\r\n\r\n"
+    for phase in ("request", "response"):
+        flow = new_flow(upstream_response(200, b"") if phase == "response" else None)
+        flow.request.method = "HEAD"
+        run = new_run(phase)
+        verdict = judge(
+            RunResult(0, json.dumps({"response": {"body": body}}).encode(), b"", 1.0), phase, 1000
+        )  # type: ignore[arg-type]
+        run.settle(verdict)
+        apply_verdict(flow, run, verdict, "closed")
+        assert run.outcome in ("responded", "modified") and flow.response is not None
+        assert flow.response.raw_content == b"" and flow.response.headers["content-length"] == str(len(body))
+        assert http1.assemble_response(flow.response).endswith(b"\r\n\r\n")
+
+
 def test_status_rules_alone() -> None:
     assert status_problem(None, None, 10) is None
     assert status_problem(101, 101, 0) is None

@@ -228,3 +228,12 @@ def test_a_no_content_status_with_a_body_is_refused(proxy: Mitmdump, api: httpx.
     hostile_hook(api, "/hostile/hostile.py")
     raw, _ = raw_request(proxy, "no-content-with-body")
     assert raw.status == 502 and "status 204 cannot have a body" in raw.json()["reason"], raw
+
+
+@pytest.mark.parametrize("hostile", ["body-for-head", "edit-body-for-head"])
+def test_a_response_to_head_goes_without_its_body(proxy: Mitmdump, api: httpx.Client, hostile: str) -> None:
+    """The client reads no body after a HEAD: the answer's would be its next response."""
+    hostile_hook(api, "/hostile/hostile.py")
+    raw, _ = raw_request(proxy, hostile, method="HEAD", body="")
+    assert raw.status == 200 and raw.body == b"", raw
+    assert raw.header("content-length") == [str(len("HTTP/1.1 200 OK\r\nInjected: yes\r\n\r\n"))]

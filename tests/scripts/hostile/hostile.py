@@ -51,5 +51,10 @@ elif act.startswith("status-"):
     print(json.dumps({"response": {"status": int(act.removeprefix("status-")), "body": ""}}))
 elif act.startswith("edit-status-"):
     edit_response({"response": {"status": int(act.removeprefix("edit-status-"))}})
+elif act == "body-for-head":
+    # sent after the head of a response to HEAD, these bytes would be the client's next response
+    print(json.dumps({"response": {"status": 200, "body": "HTTP/1.1 200 OK\r\nInjected: yes\r\n\r\n"}}))
+elif act == "edit-body-for-head":
+    edit_response({"response": {"body": "HTTP/1.1 200 OK\r\nInjected: yes\r\n\r\n"}})
 elif act == "no-content-with-body":
     print(json.dumps({"response": {"status": 204, "body": "HTTP/1.1 200 OK\r\nInjected: yes\r\n\r\n"}}))
