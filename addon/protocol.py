@@ -156,9 +156,7 @@ class BadAnswer(ValueError):
 NO_CONTENT_STATUSES = frozenset({204, 304})
 
 
-def status_problem(
-    status: int | None, upstream: int | None, body_size: int, head: bool = False
-) -> str | None:
+def status_problem(status: int | None, upstream: int | None, body_size: int) -> str | None:
     """Why a script may not answer with `status` (and a body of `body_size` bytes), or None. The
     message starts with the field it is about. The rules:
 
