@@ -501,3 +501,82 @@ def test_a_session_frame_nested_too_deep_fails_its_own_run(depth: int) -> None:
                 parse_answer_object(frame["answer"])
     with pytest.raises(ValueError, match="too deep"):
         _parse_frame(b'{"answer": ' + deep_text(100_000).encode() + b', "id": 7}')
+
+
+# --- whatever a script prints: a named failed run, or a message that is still well-formed ---
+
+text = st.text(max_size=8) | st.sampled_from(
+    ["x-a", "/p", "GET", "v\r\nI: y", "\ud800", "content-length", ""]
+)
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | text,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(text, inner, max_size=3),
+    max_leaves=8,
+)
+answers = st.fixed_dictionaries(
+    {},
+    optional={
+        "request": st.fixed_dictionaries(
+            {},
+            optional={
+                "method": text | st.sampled_from(["GET", "HEAD", "POST"]),
+                "path": text,
+                "headers": st.fixed_dictionaries(
+                    {},
+                    optional={
+                        "set": st.dictionaries(text, text, max_size=3),
+                        "remove": st.lists(text, max_size=3),
+                    },
+                ),
+                "body": json_values,
+                "body_base64": text,
+            },
+        ),
+        "response": st.fixed_dictionaries(
+            {},
+            optional={
+                "status": st.integers(0, 1000) | json_values,
+                "headers": st.dictionaries(text, text, max_size=3),
+                "body": json_values,
+                "body_base64": text | st.just("aGk="),
+            },
+        ),
+        "block": st.booleans() | json_values,
+        "reason": text,
+        "intercept_response": st.booleans(),
+    },
+)
+
+
+def assert_well_formed(head: bytes) -> None:
+    lines = head.split(b"\r\n")
+    assert lines[-2:] == [b"", b""]
+    for line in lines[1:-2]:
+        name, sep, value = line.partition(b":")
+        assert sep and name and not any(c in name for c in b" \t\r\n\0"), line
+        assert not any(c in value for c in b"\r\n\0"), line
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    answer=answers, phase=st.sampled_from(["request", "response"]), method=st.sampled_from(["GET", "HEAD"])
+)
+def test_whatever_the_answer_no_exception_and_no_broken_message(answer: Any, phase: str, method: str) -> None:
+    upstream = upstream_response(200, b"" if method == "HEAD" else b"upstream body")  # none after HEAD
+    flow = new_flow(upstream if phase == "response" else None)
+    flow.request.method = method
+    run = new_run(phase)
+    verdict = judge(RunResult(0, json.dumps(answer).encode(), b"", 1.0), phase, 1000)  # type: ignore[arg-type]
+    run.settle(verdict)
+    apply_verdict(flow, run, verdict, "closed")  # raises nothing
+    if run.outcome == "failed":
+        assert run.error is not None and run.error.startswith("bad script output: ")
+        assert flow.response is not None and flow.response.status_code == 502
+    assert_well_formed(http1.assemble_request_head(flow.request))
+    if flow.response is not None:
+        assert 200 <= flow.response.status_code <= 599
+        assert_well_formed(http1.assemble_response_head(flow.response))
+        no_body = flow.response.status_code in (204, 304) or method == "HEAD"
+        assert not (
+            no_body and flow.response.raw_content and run.outcome != "failed" and run.outcome != "blocked"
+        )
