@@ -4,9 +4,11 @@ and applying a script's answer to the flow."""
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable, Mapping
 from typing import Any, Protocol
 
 from mitmproxy import http
+from mitmproxy.net.http import status_codes
 
 from addon.engine import HookRun, Verdict
 from addon.matching import BadHost, CompiledHook, FlowNames, RequestFacts, host_names, parse_host_header
@@ -17,6 +19,10 @@ from addon.protocol import (
     ResponseSpec,
     body_bytes,
     body_fields,
+    header_name_problem,
+    header_value_problem,
+    path_problem,
+    status_problem,
 )
 
 HOOK_HEADER = "x-proxy-hooks-hook"
@@ -121,42 +127,87 @@ def hook_event(
 
 
 def apply_request_change(flow: Exchange, change: RequestChange) -> None:
+    """Everything is checked before anything changes: a refused answer leaves the request as it
+    came (what `failure_mode: open` lets through)."""
     request = flow.request
+    content = body_bytes(change.body, change.body_base64)
+    if change.path is not None and (problem := path_problem(change.path)):
+        raise BadAnswer(f"request.path: {problem}")
+    edit = change.headers
+    if edit is not None:
+        _check_headers(edit.set, edit.remove)
     if change.method is not None:
         request.method = change.method
     if change.path is not None:
         request.path = change.path
-    if change.headers is not None:
-        for name in change.headers.remove:
+    if edit is not None:
+        for name in edit.remove:
             request.headers.pop(name, None)
-        for name, value in change.headers.set.items():
+        for name, value in edit.set.items():
             request.headers[name] = value
-    content = body_bytes(change.body, change.body_base64)
     if content is not None:
         request.content = content
 
 
-def _set_body(message: http.Message, spec: ResponseSpec) -> None:
-    content = body_bytes(spec.body, spec.body_base64)
+def _check_headers(headers: Mapping[str, str], remove: Iterable[str] = ()) -> None:
+    """The last look at every header an answer sets or removes before it can reach the wire
+    (the models checked them already; a CR/LF getting past would split the message)."""
+    for name in remove:
+        if problem := header_name_problem(name):
+            raise BadAnswer(problem)
+    for name, value in headers.items():
+        if problem := header_name_problem(name) or header_value_problem(name, value):
+            raise BadAnswer(problem)
+
+
+def _set_body(message: http.Response, spec: ResponseSpec, content: bytes | None, method: str) -> None:
     if content is None:
         return
-    message.content = content
+    message.content = content  # and its content-length
     if not isinstance(spec.body, str) and spec.body is not None and "content-type" not in message.headers:
         message.headers["content-type"] = "application/json"
+    if method.upper() == "HEAD":
+        # The headers a GET would get, no body: the client reads none after a HEAD, and would
+        # take those bytes (the answer's, maybe the client's own echoed) for the next response.
+        message.raw_content = b""
 
 
-def response_from(spec: ResponseSpec) -> http.Response:
+def _check_status(spec: ResponseSpec, upstream: int | None, body_size: int) -> None:
+    if problem := status_problem(spec.status, upstream, body_size):
+        raise BadAnswer(problem)
+
+
+def _set_status(response: http.Response, status: int) -> None:
+    """A new status gets its own reason phrase ("" for a code without one): a 200 OK turned into
+    a 403 must not say "OK". HTTP/2 and 3 have no reason phrase; theirs stays empty."""
+    if status == response.status_code:
+        return
+    response.status_code = status
+    if not (response.is_http2 or response.is_http3):
+        response.reason = status_codes.RESPONSES.get(status, "")
+
+
+def response_from(spec: ResponseSpec, method: str = "GET") -> http.Response:
+    """The response the proxy sends in the request's place (`method`: the request's)."""
+    content = body_bytes(spec.body, spec.body_base64)
+    _check_status(spec, None, len(content or b""))
+    _check_headers(spec.headers)
     response = http.Response.make(spec.status or 200, b"", dict(spec.headers))
-    _set_body(response, spec)
+    _set_body(response, spec, content, method)
     return response
 
 
-def apply_response_change(response: http.Response, spec: ResponseSpec) -> None:
+def apply_response_change(response: http.Response, spec: ResponseSpec, method: str = "GET") -> None:
+    """Checked whole first, then applied (as `apply_request_change`)."""
+    content = body_bytes(spec.body, spec.body_base64)
+    body_size = len(content) if content is not None else len(response.raw_content or b"")
+    _check_status(spec, response.status_code, body_size)
+    _check_headers(spec.headers)
     if spec.status is not None:
-        response.status_code = spec.status
+        _set_status(response, spec.status)
     for name, value in spec.headers.items():
         response.headers[name] = value
-    _set_body(response, spec)
+    _set_body(response, spec, content, method)
 
 
 def json_response(status: int, body: dict[str, Any]) -> http.Response:
@@ -197,11 +248,11 @@ def apply_verdict(flow: Exchange, run: HookRun, verdict: Verdict, failure_mode: 
             flow.response = blocked_response(run)
         elif answer is not None and run.phase == "request":
             if answer.response is not None:
-                flow.response = response_from(answer.response)
+                flow.response = response_from(answer.response, flow.request.method)
             elif answer.request is not None:
                 apply_request_change(flow, answer.request)
         elif answer is not None and answer.response is not None and flow.response is not None:
-            apply_response_change(flow.response, answer.response)
+            apply_response_change(flow.response, answer.response, flow.request.method)
     except BadAnswer as exc:
         run.outcome, run.error = "failed", f"bad script output: {exc}"
         if failure_mode == "closed":

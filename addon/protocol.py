@@ -2,19 +2,33 @@
 
 The answer is a pydantic model like the hooks file, so a script that prints something else
 (a typo'd key, a status of 1000) fails with the same kind of field-path message.
+
+An answer is untrusted input: a hook that echoes part of a request lets the *client* shape it.
+So it is parsed with a depth bound (`MAX_ANSWER_DEPTH`), every header name must be an RFC 9110
+token and every header value free of line breaks, NUL and other control characters, a path is
+one printable ASCII request-target, and the framing headers (`content-length`,
+`transfer-encoding`) stay the proxy's. What breaks a rule is refused, never repaired: the run
+fails with the field path and the reason, and the hook's failure mode decides the flow.
 """
 
 from __future__ import annotations
 
 import base64
+import itertools
 import json
+import re
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
 from addon.validation import problems_from
 
 PROTOCOL_VERSION = 1
+# How deep an answer may nest, the answer object itself being level 1: far beyond any real
+# answer (a JSON body of 60 levels), far below what json.loads/json.dumps/pydantic recurse into
+# before a RecursionError (about 1000).
+MAX_ANSWER_DEPTH = 64
+TOO_DEEP = f"answer nested deeper than {MAX_ANSWER_DEPTH} levels"
 Outcome = Literal["continued", "modified", "responded", "blocked", "failed", "timeout", "observed"]
 Phase = Literal["request", "response"]
 
@@ -26,25 +40,101 @@ class _Answer(BaseModel):
 
 JsonBody = str | dict[str, Any] | list[Any] | None
 
+# RFC 9110 5.1: a field name is a token.
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+# RFC 9110 5.5: a field value is visible characters, SP, HTAB and obs-text (here: any non-ASCII
+# character, sent as UTF-8). Lone surrogates are refused too: they cannot be encoded (or, with
+# surrogateescape, would become raw bytes).
+_BAD_IN_VALUE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f\ud800-\udfff]")
+# Framing is the proxy's: a script that sets these could make one message read as two.
+FRAMING_HEADERS = frozenset({"content-length", "transfer-encoding"})
+_PATH = re.compile(r"/[\x21-\x7e]*")
+
+
+def _character(char: str) -> str:
+    if char in "\r\n":
+        return "a line break"
+    if char == "\0":
+        return "a NUL character"
+    if "\ud800" <= char <= "\udfff":
+        return f"a lone surrogate (U+{ord(char):04X}, not valid Unicode)"
+    return f"a control character (0x{ord(char):02x})"
+
+
+def header_name_problem(name: str) -> str | None:
+    """Why `name` may not be set (or removed) by a script, or None."""
+    if not _TOKEN.fullmatch(name):
+        return (
+            f"header {name!r} is not a valid header name (a name is 1 or more letters, digits or "
+            "!#$%&'*+-.^_`|~)"
+        )
+    if name.lower() in FRAMING_HEADERS:
+        return f"header {name!r} is the proxy's to set (it frames the message); change the body instead"
+    return None
+
+
+def header_value_problem(name: str, value: str) -> str | None:
+    """Why `value` may not be sent as header `name`'s value, or None."""
+    bad = _BAD_IN_VALUE.search(value)
+    return None if bad is None else f"header {name!r} has {_character(bad.group())} in its value"
+
+
+def _header_names(names: list[str]) -> list[str]:
+    for name in names:
+        if problem := header_name_problem(name):
+            raise ValueError(problem)
+    return names
+
+
+def _headers(headers: dict[str, str]) -> dict[str, str]:
+    for name, value in headers.items():
+        if problem := header_name_problem(name) or header_value_problem(name, value):
+            raise ValueError(problem)
+    return headers
+
+
+def path_problem(path: str) -> str | None:
+    """Why `path` may not be a request's new path (the request-target on the wire), or None."""
+    if _PATH.fullmatch(path):
+        return None
+    if not path.startswith("/"):
+        return f"must start with '/', got {path[:60]!r}"
+    bad = next(c for c in path if not "\x21" <= c <= "\x7e")
+    what = "a space" if bad == " " else "a non-ASCII character" if bad > "\x7f" else _character(bad)
+    return f"has {what}; a path is printable ASCII (percent-encode the rest)"
+
+
+def _path(path: str) -> str:
+    if problem := path_problem(path):
+        raise ValueError(problem)
+    return path
+
+
+Headers = Annotated[dict[str, str], AfterValidator(_headers)]
+
 
 class HeaderEdit(_Answer):
-    set: dict[str, str] = Field(default_factory=dict)
-    remove: list[str] = Field(default_factory=list)
+    set: Headers = Field(default_factory=dict)
+    remove: Annotated[list[str], AfterValidator(_header_names)] = Field(default_factory=list)
 
 
 class RequestChange(_Answer):
     method: Literal["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"] | None = None
-    path: Annotated[str, Field(pattern=r"^/")] | None = None
+    path: Annotated[str, AfterValidator(_path)] | None = None
     headers: HeaderEdit | None = None
     body: JsonBody = None
     body_base64: str | None = None
 
 
 class ResponseSpec(_Answer):
-    """A response to send (request phase) or the changes to make to one (response phase)."""
+    """A response to send (request phase) or the changes to make to one (response phase).
+
+    The status range here is only the type's; which statuses a script may use where is
+    `status_problem`'s (it needs the phase and the upstream's status).
+    """
 
     status: Annotated[int, Field(ge=100, le=599, strict=True)] | None = None
-    headers: dict[str, str] = Field(default_factory=dict)
+    headers: Headers = Field(default_factory=dict)
     body: JsonBody = None
     body_base64: str | None = None
 
@@ -61,20 +151,90 @@ class BadAnswer(ValueError):
     pass
 
 
+# Statuses whose responses cannot have content (RFC 9110 6.4.1): a body sent after one would be
+# read by the client as the start of the next response.
+NO_CONTENT_STATUSES = frozenset({204, 304})
+
+
+def status_problem(status: int | None, upstream: int | None, body_size: int) -> str | None:
+    """Why a script may not answer with `status` (and a body of `body_size` bytes), or None. The
+    message starts with the field it is about. The rules:
+
+    - A response the proxy sends itself (request phase, `upstream` None): status 200-599 (an
+      unset status is 200). 1xx is never a whole answer: 100 would leave the client waiting, 101
+      would claim a protocol switch nobody performs.
+    - A response being changed (response phase, `upstream` its status): an unset status, or the
+      upstream's own, keeps it whatever it is (a 101 or 304 the upstream sent); any other must be
+      200-599.
+    - Either way, a final status of 204 or 304 comes without a body (`body_size` counts the
+      answer's, or the upstream's that stays): the client reads none, and would take those bytes
+      for the start of the next response. (A response to HEAD has none either; that one is not
+      the answer's mistake, and `addon.flows` sends its headers only.)
+    """
+    final = status if status is not None else (upstream or 200)
+    if status is not None and status != upstream and not 200 <= status <= 599:
+        sent = "a response the proxy sends" if upstream is None else "a changed status"
+        return f"response.status: status {status} is not allowed for {sent} (200-599)"
+    if final in NO_CONTENT_STATUSES and body_size:
+        return f'response.body: status {final} cannot have a body (got {body_size} bytes; set "body": "")'
+    return None
+
+
+def too_deep(data: Any, limit: int = MAX_ANSWER_DEPTH) -> bool:
+    """Whether `data` (decoded JSON) nests lists and objects more than `limit` levels deep.
+
+    Iterative, one level at a time, over containers only: a flat answer costs a few steps."""
+    level = [data] if type(data) is dict or type(data) is list else []
+    depth = 0
+    while level:
+        depth += 1
+        if depth > limit:
+            return True
+        children = itertools.chain.from_iterable(c.values() if type(c) is dict else c for c in level)
+        level = [c for c in children if type(c) is dict or type(c) is list]
+    return False
+
+
+def loads_bounded(text: bytes | str) -> Any:
+    """json.loads for untrusted text, with the answer depth bound: BadAnswer(TOO_DEEP) past it.
+
+    A RecursionError (past about 1000 levels) is the same failure, not an exception that escapes.
+    The walk is skipped when the text has too few brackets to nest that deep (the usual answer)."""
+    try:
+        data = json.loads(text)
+    except RecursionError:
+        raise BadAnswer(TOO_DEEP) from None
+    if isinstance(text, str):
+        brackets = text.count("[") + text.count("{")
+    else:
+        brackets = text.count(b"[") + text.count(b"{")
+    if brackets > MAX_ANSWER_DEPTH and too_deep(data):
+        raise BadAnswer(TOO_DEEP)
+    return data
+
+
 def parse_answer(stdout: bytes) -> ScriptAnswer:
     """Empty output means "carry on unchanged"; anything else must be one answer object."""
     text = stdout.strip()
     if not text:
         return ScriptAnswer()
     try:
-        data = json.loads(text)
+        data = loads_bounded(text)
+    except BadAnswer:
+        raise
     except (ValueError, UnicodeDecodeError):
         raise BadAnswer(f"output is not JSON: {_excerpt(stdout)}") from None
-    return parse_answer_object(data)
+    return _validated(data)
 
 
 def parse_answer_object(data: Any) -> ScriptAnswer:
     """An answer already decoded from JSON (an exec session's return value); None: carry on."""
+    if too_deep(data):
+        raise BadAnswer(TOO_DEEP)
+    return _validated(data)
+
+
+def _validated(data: Any) -> ScriptAnswer:
     if data is None:
         return ScriptAnswer()
     if not isinstance(data, dict):

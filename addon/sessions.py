@@ -25,6 +25,7 @@ import base64
 import contextlib
 import json
 import os
+import re
 import signal
 import subprocess
 import time
@@ -33,6 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from addon.protocol import TOO_DEEP
 from addon.scripts import MAX_STDOUT, RunResult, Runtimes, reap_group, runtime_name
 
 HOSTS = Path(__file__).parent / "hosts"
@@ -303,7 +305,7 @@ class Worker:
 
     def _on_line(self, line: bytes) -> None:
         try:
-            frame = json.loads(line)
+            frame = _parse_frame(line)
             run_id = frame["id"]
         except (ValueError, KeyError, TypeError):
             self._end(f"sent a malformed frame: {line[:120]!r}")
@@ -403,6 +405,22 @@ def _flood_reason() -> str:
 
 def _ms(since: float) -> float:
     return round((asyncio.get_running_loop().time() - since) * 1000, 3)
+
+
+# Our hosts write the id first in every frame.
+_FRAME_ID = re.compile(rb'\{\s*"id"\s*:\s*(\d+)\s*,')
+
+
+def _parse_frame(line: bytes) -> Any:
+    """A frame nested too deep for json.loads (a handle echoing a client's 2000-deep JSON) fails
+    its own run, like any answer past the depth bound; without an id it is a malformed frame."""
+    try:
+        return json.loads(line)
+    except RecursionError:
+        found = _FRAME_ID.match(line)
+        if found is None:
+            raise ValueError("frame nested too deep") from None
+        return {"id": int(found[1]), "error": f"bad answer from handle: {TOO_DEEP}", "kind": "handle"}
 
 
 _TIMED_OUT = RunResult(None, b"", b"", 0.0, timed_out=True)

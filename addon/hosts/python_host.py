@@ -185,6 +185,8 @@ def _answer_fields(answer: Any) -> dict[str, Any]:
         size = len(json.dumps(answer, ensure_ascii=False))
     except (TypeError, ValueError) as exc:
         return {"error": f"handle returned a value that is not JSON: {exc}", "kind": "handle"}
+    except RecursionError:  # else the run would never answer, and time out
+        return {"error": "bad answer from handle: answer nested too deep to encode as JSON", "kind": "handle"}
     if size > MAX_ANSWER:
         return {"error": f"output over {MAX_ANSWER // 1024} KiB", "kind": "handle"}
     return {"answer": answer}
