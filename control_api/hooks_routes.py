@@ -101,7 +101,7 @@ class _Write:
     snapshot: Snapshot
     service: str
     hook_id: str | None
-    expected: int
+    expected: int | None  # None: If-Match: *
 
 
 async def _begin_write(request: web.Request) -> _Write:
@@ -136,7 +136,7 @@ async def _commit(request: web.Request, write: _Write, change: Change[T]) -> tup
             exc.problems,
         ) from None
     except ReadOnlyFile as exc:
-        raise ApiError(409, str(exc), "READ_ONLY") from None
+        raise ApiError(409, str(exc), exc.code) from None
     request[ETAG] = snapshot.etag
     return snapshot, result
 
