@@ -63,7 +63,13 @@ from control_api.server import (
 log = logging.getLogger("proxy_hooks")
 
 DEFAULT_API = "127.0.0.1:8082"
-API_OPTIONS = {"hooks_config", "hooks_api", "hooks_api_token", "hooks_allow_inline_scripts", "hooks_api_hosts"}
+API_OPTIONS = {
+    "hooks_config",
+    "hooks_api",
+    "hooks_api_token",
+    "hooks_allow_inline_scripts",
+    "hooks_api_hosts",
+}
 EVENT_OPTIONS = {"hooks_events", "hooks_events_max_rows", "hooks_events_max_age_days", "hooks_events_queue"}
 
 

@@ -84,4 +84,5 @@ def launch(
         os.environ[TOKEN_ENV] = token
     from mitmproxy.tools.main import mitmdump
 
-    return mitmdump(mitmdump_args(config, listen_host, listen_port, api, modes, extra, events, api_hosts)) or 0
+    args = mitmdump_args(config, listen_host, listen_port, api, modes, extra, events, api_hosts)
+    return mitmdump(args) or 0

@@ -107,13 +107,20 @@ def check_token(request: web.Request) -> None:
         raise ApiError(401, "Missing or invalid bearer token", "UNAUTHORIZED")
 
 
+BODY_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
+
+
 def check_json_body(request: web.Request) -> None:
-    if not request.body_exists:  # neither a Content-Length above 0 nor a chunked body
+    # A GET's or HEAD's body is never read (and no browser sends one). A body is a Content-Length
+    # above 0 or a chunked one.
+    if request.method not in BODY_METHODS or not request.body_exists:
         return
-    charset = request.charset
-    if request.content_type == "application/json" and "Content-Type" in request.headers:
-        if charset is None or charset.lower() in ("utf-8", "utf8"):
-            return
+    charset = (request.charset or "utf-8").lower()
+    if request.content_type == "application/json" and "Content-Type" in request.headers and charset in (
+        "utf-8",
+        "utf8",
+    ):
+        return
     given = request.headers.get("Content-Type")
     raise ApiError(
         415,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sqlite3
 from collections.abc import Iterable
 
 from aiohttp import web
@@ -90,7 +91,9 @@ async def healthz(request: web.Request) -> web.Response:
                 "error": None if error is None else [str(p) for p in error.problems],
             }
         )
-    healthy = all(c["error"] is None for c in containers) and not problems
+    events = request.app.get(EVENTS)
+    events_error = None if events is None else await _events_error(events)
+    healthy = all(c["error"] is None for c in containers) and not problems and events_error is None
     data: dict[str, object] = {
         "status": "ok" if healthy else "degraded",
         "containers": containers,
@@ -99,16 +102,29 @@ async def healthz(request: web.Request) -> web.Response:
             "problems": problems,
         },
     }
-    events = request.app.get(EVENTS)
     if events is not None:
         data["events"] = {
             "store": str(events.store.path),
             "recording": events.recording,
             "written": events.written,
             "dropped": events.dropped,
-            "error": events.error,
+            "error": events_error,
+            "recovered": events.recovered,
+            "last_recovery": events.last_recovery,
         }
     return ok("OK", data)
+
+
+async def _events_error(events: EventRecorder) -> str | None:
+    """Why events are not being recorded (the writer's own word), or, in a process that only
+    reads the store, why it cannot be read."""
+    if events.recording:
+        return events.error
+    try:
+        await asyncio.to_thread(events.store.probe)
+    except (sqlite3.Error, OSError) as exc:
+        return f"events store {events.store.path} cannot be read: {exc}"
+    return None
 
 
 DRY_RUN_IDLE_S = 60.0
@@ -130,7 +146,9 @@ def make_app(
     """`live_sessions`: the proxy's exec sessions, when the API runs inside the proxy.
     `api_hosts`: Host names allowed besides the listen address and loopback (`name` or
     `name:port`); `listen_host`: the name the API was asked to listen on."""
-    app = web.Application(middlewares=[envelope_middleware, access_middleware], client_max_size=MAX_BODY_BYTES)
+    app = web.Application(
+        middlewares=[envelope_middleware, access_middleware], client_max_size=MAX_BODY_BYTES
+    )
     app[CONTAINERS] = containers
     app[TOKEN] = token
     app[HOST_POLICY] = HostPolicy.build(listen_host, api_hosts)

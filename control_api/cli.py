@@ -31,7 +31,6 @@ from control_api.server import (
     start_api,
 )
 
-
 API_HOST_HELP = (
     "a Host name the control API answers to besides its listen address and localhost/127.0.0.1/"
     "[::1] with its port, repeatable: NAME (any port) or NAME:PORT; any other Host gets 421"
@@ -131,7 +130,8 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _events_reader(path: str) -> EventRecorder | None:
-    """The standalone API reads events some proxy recorded; it records none itself."""
+    """The standalone API reads events some proxy recorded; it records none itself. A store
+    it cannot use now is answered with 503 until it is usable (the proxy recreates it)."""
     if not path:
         return None
     events = EventRecorder(SQLiteEventStore(Path(path)))
@@ -139,9 +139,9 @@ def _events_reader(path: str) -> EventRecorder | None:
         events.store.create()
     except (sqlite3.Error, OSError) as exc:
         print(
-            f"proxy-hooks api: events store {path} unusable ({exc}); serving without events", file=sys.stderr
+            f"proxy-hooks api: events store {path} unusable ({exc}); events answer 503 until it is",
+            file=sys.stderr,
         )
-        return None
     return events
 
 
