@@ -116,9 +116,14 @@ def check_json_body(request: web.Request) -> None:
     if request.method not in BODY_METHODS or not request.body_exists:
         return
     charset = (request.charset or "utf-8").lower()
-    if request.content_type == "application/json" and "Content-Type" in request.headers and charset in (
-        "utf-8",
-        "utf8",
+    if (
+        request.content_type == "application/json"
+        and "Content-Type" in request.headers
+        and charset
+        in (
+            "utf-8",
+            "utf8",
+        )
     ):
         return
     given = request.headers.get("Content-Type")
