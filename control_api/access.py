@@ -15,9 +15,13 @@ in this order:
    `Sec-Fetch-Site` other than `same-origin` or `none` is refused too. No CORS header is ever
    sent, so a preflight can never succeed.
 3. **Token** (401), when one is set: `Authorization: Bearer <token>`, ASCII only.
-4. **JSON only** (415): a request with a body must say `Content-Type: application/json`
-   (parameters allowed; a charset, if given, is utf-8). No browser can send that cross-site
-   without a preflight, which step 2 refuses.
+4. **JSON only** (415): a POST, PUT, PATCH or DELETE with a body (a Content-Length above 0, or
+   chunked) must say `Content-Type: application/json` (parameters allowed; a charset, if given,
+   is utf-8); a body-less DELETE needs none, and a GET's body is never read. No browser can send
+   JSON cross-site without a preflight, which step 2 refuses.
+
+Only then do the routes run, with their own order for writes (404 → 428 → 412 → 413 → 422):
+a request refused here has read nothing, so its answer carries no ETag.
 """
 
 from __future__ import annotations
@@ -43,7 +47,12 @@ def _bound(request: web.Request) -> tuple[str, int] | None:
 
 
 def _where(bound: tuple[str, int] | None) -> str:
-    return "http://127.0.0.1:<port>" if bound is None else f"http://127.0.0.1:{bound[1]}"
+    """The address to suggest: the bound one, or 127.0.0.1 for a wildcard bind."""
+    if bound is None:
+        return "http://127.0.0.1:<port>"
+    host, port = bound
+    host = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
 def check_host(request: web.Request) -> None:

@@ -2,7 +2,8 @@
 `/api/v1/containers/{id}/proxy/hooks`.
 
 Every write checks, in this order: the container, service and hook exist (404), `If-Match` is
-present (428) and names the current version (412), the body is valid (422). The store then
+present (428) and names the current version or is `*` (412), the body is valid (422). Before
+any of these, the door (`control_api.access`) has answered 421, 403, 401 or 415. The store then
 re-checks the version inside its lock, so a write that raced another still gets a 412.
 """
 
