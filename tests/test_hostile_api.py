@@ -717,6 +717,9 @@ def test_odd_query_path_and_header_values_are_4xx_never_5xx(standalone: Target) 
             response = http.get(path)  # runs are kept for deleted hooks: 200 and none
             assert response.status_code in (200, 404, 422), (path, response.text)
             assert response.json()["statusCode"] == response.status_code
+        for host in ("auth.demo.test:²", "auth.demo.test:9" + "9" * 30, "[::1", ":"):
+            response = http.post(f"{c}/match", json={"host": host})
+            assert response.status_code in (200, 422), (host, response.text)
         huge = http.get(f"{c}/events", params={"service": "x" * 20_000})
         assert 400 <= huge.status_code < 500, huge.text
 
