@@ -299,6 +299,12 @@ def test_allowed_names_inside_mitmdump(tmp_path: Path) -> None:
         proxy.stop()
 
 
+def test_a_malformed_hooks_api_hosts_stops_mitmdump_with_the_reason(tmp_path: Path) -> None:
+    path = write_container(tmp_path / "demo.json")
+    with pytest.raises(RuntimeError, match=r"hooks_api_hosts: allowed API host must be NAME or NAME:PORT"):
+        Mitmdump(path, tmp_path / "confdir", "--set", "hooks_api_hosts=bad:port")
+
+
 def test_run_passes_api_hosts_to_mitmdump_once(tmp_path: Path) -> None:
     args = mitmdump_args(tmp_path / "c.json", "127.0.0.1", 8080, "127.0.0.1:8082", [], [],
                          api_hosts=["a.internal", "b.internal:81"])  # fmt: skip
