@@ -9,6 +9,7 @@ the watcher has re-read the file).
 from __future__ import annotations
 
 import asyncio
+import collections.abc
 import contextlib
 import datetime as dt
 import functools
@@ -60,6 +61,7 @@ from addon.recorder import LogRecorder, Recorder
 from addon.scripts import Runtimes, become_subreaper, minimal_env
 from addon.sessions import DEFAULT_IDLE_S, SessionPool
 from addon.watcher import watch_hooks_files
+from control_api.hosts import parse_hosts
 from control_api.server import (
     ListenError,
     bind,
@@ -73,7 +75,13 @@ from control_api.server import (
 log = logging.getLogger("proxy_hooks")
 
 DEFAULT_API = "127.0.0.1:8082"
-API_OPTIONS = {"hooks_config", "hooks_api", "hooks_api_token", "hooks_allow_inline_scripts"}
+API_OPTIONS = {
+    "hooks_config",
+    "hooks_api",
+    "hooks_api_token",
+    "hooks_allow_inline_scripts",
+    "hooks_api_hosts",
+}
 EVENT_OPTIONS = {"hooks_events", "hooks_events_max_rows", "hooks_events_max_age_days", "hooks_events_queue"}
 
 
@@ -175,6 +183,14 @@ class ProxyHooks:
             "reading could dodge a hook); 'decode' treats each as '/', for matching and forwarding.",
         )
         loader.add_option(
+            "hooks_api_hosts",
+            collections.abc.Sequence[str],
+            [],
+            "Host names the control API answers to besides its listen address and localhost/"
+            "127.0.0.1/[::1] with its port: NAME (any port) or NAME:PORT. Any other Host gets 421 "
+            "(a guard against DNS rebinding).",
+        )
+        loader.add_option(
             "hooks_api_token",
             Optional[str],  # noqa: UP045
             None,
@@ -208,7 +224,7 @@ class ProxyHooks:
         if restart:
             self._stop_background()
         try:
-            if "hooks_api" in updated or "hooks_api_token" in updated:
+            if updated & {"hooks_api", "hooks_api_token", "hooks_api_hosts"}:
                 self._check_api_options()
             if updated & EVENT_OPTIONS:
                 self._configure_events()
@@ -549,6 +565,10 @@ class ProxyHooks:
             check_listen(host, resolve_token(ctx.options.hooks_api_token))
         except ListenError as exc:
             raise exceptions.OptionsError(f"hooks_api: {exc}") from None
+        try:
+            parse_hosts(ctx.options.hooks_api_hosts)
+        except ValueError as exc:
+            raise exceptions.OptionsError(f"hooks_api_hosts: {exc}") from None
 
     def _start_background(self) -> None:
         if self.events is not None:
@@ -573,7 +593,14 @@ class ProxyHooks:
         assert self.containers is not None
         token = resolve_token(ctx.options.hooks_api_token)
         self._api_runner, self._api_server = await serve_socket(
-            self.containers, sock, token, self.events, ctx.options.hooks_allow_inline_scripts, self.sessions
+            self.containers,
+            sock,
+            token,
+            self.events,
+            ctx.options.hooks_allow_inline_scripts,
+            self.sessions,
+            api_hosts=parse_hosts(ctx.options.hooks_api_hosts),
+            listen_host=parse_listen(ctx.options.hooks_api)[0],
         )
         self.api_url = url_of(sock)
         log.info("proxy-hooks control API listening on %s", self.api_url)

@@ -1,6 +1,12 @@
 """Recording never blocks a flow: runs go onto a bounded queue, one thread writes them in
 batches, and what does not fit is dropped and counted.
 
+The writer heals: before each batch, and every CHECK_EVERY_S when idle, it checks that the file
+at the store's path is still the one it opened and still reads as a database. A deleted or
+replaced file is reopened (created anew); a corrupt one is moved aside
+(`events.db.corrupt-<time>`) and created anew; a store that cannot be opened at all is retried.
+Meanwhile `error` says why (the API's /healthz shows it) and runs are dropped and counted.
+
 The recorder also tells live readers (the SSE stream) that new events were stored; they read
 them from the store, so a stream and a query never disagree on what happened or in what order.
 """
@@ -18,7 +24,7 @@ import time
 from pathlib import Path
 
 from addon.engine import HookRun
-from addon.event_store import SQLiteEventStore
+from addon.event_store import SQLiteEventStore, is_corrupt
 from addon.events import Event
 from addon.validation import Problem
 
@@ -28,6 +34,7 @@ DEFAULT_QUEUE = 10_000
 BATCH_MAX = 500
 LINGER_S = 0.02
 PRUNE_EVERY_S = 5.0
+CHECK_EVERY_S = 1.0
 DEFAULT_MAX_ROWS = 100_000
 DEFAULT_MAX_AGE_DAYS = 30
 _STOP = object()
@@ -64,9 +71,13 @@ class EventRecorder:
         self.dropped = 0
         self.written = 0
         self.error: str | None = None
+        self.recovered = 0  # corrupt, deleted or replaced files reopened
+        self.last_recovery: str | None = None
+        self._identity: tuple[int, int] | None = None  # the file the writer has open
         self._queue: queue.Queue[object] = queue.Queue(maxsize=queue_size)
         self._count_lock = threading.Lock()  # `add` is called from worker threads too
         self._thread: threading.Thread | None = None
+        self._opened = threading.Event()
         self._db: sqlite3.Connection | None = None  # the writer thread's own connection
         self._loop: asyncio.AbstractEventLoop | None = None
         self.hub: EventHub | None = None
@@ -78,18 +89,15 @@ class EventRecorder:
     # --- lifecycle (on the event loop) ---
 
     def start(self) -> bool:
-        """Open the store and start writing. A bad file is a warning: the proxy keeps serving."""
-        try:
-            self.store.create()
-        except (sqlite3.Error, OSError) as exc:
-            self.error = f"events store {self.store.path} unusable: {exc}"
-            log.warning("proxy-hooks: %s; hook runs will not be recorded", self.error)
-            return False
+        """Start writing; False when the store cannot be used now. A bad store is a warning:
+        the proxy keeps serving and the writer keeps trying (and moves a corrupt file aside)."""
         self._loop = asyncio.get_running_loop()
         self.hub = EventHub()
         self._thread = threading.Thread(target=self._write_loop, name="proxy-hooks-events", daemon=True)
+        self._opened = threading.Event()
         self._thread.start()
-        return True
+        self._opened.wait(10)  # the first open, so that start-up logs say whether it worked
+        return self.error is None
 
     def stop(self, timeout_s: float = 5.0) -> None:
         """Flush what is queued, then stop the writer."""
@@ -129,16 +137,13 @@ class EventRecorder:
     # --- the writer thread ---
 
     def _write_loop(self) -> None:
-        last_prune = 0.0
+        self._open()
+        self._opened.set()
+        last_prune = last_check = time.monotonic()
         stopping = False
-        try:
-            self._db = self.store.writer()
-        except (sqlite3.Error, OSError) as exc:
-            self._db = None
-            log.warning("proxy-hooks: cannot open %s for writing: %s", self.store.path, exc)
         while not stopping:
             try:
-                first = self._queue.get(timeout=PRUNE_EVERY_S)
+                first = self._queue.get(timeout=CHECK_EVERY_S)
             except queue.Empty:
                 first = None
             batch: list[Event] = []
@@ -150,11 +155,81 @@ class EventRecorder:
                     batch.append(item)
             if batch:
                 self._write(batch)
-            if time.monotonic() - last_prune >= PRUNE_EVERY_S or stopping:
+            now = time.monotonic()
+            if now - last_check >= CHECK_EVERY_S:
+                self._check()
+                last_check = now
+            if now - last_prune >= PRUNE_EVERY_S or stopping:
                 self._prune()
-                last_prune = time.monotonic()
+                last_prune = now
+        self._close()
+
+    def _close(self) -> None:
         if self._db is not None:
-            self._db.close()
+            with contextlib.suppress(sqlite3.Error):
+                self._db.close()
+            self._db = None
+            self._identity = None
+
+    def _open(self) -> bool:
+        """(Re)open the store for writing, creating it when missing and moving it aside when
+        corrupt. On failure, `error` says why and the next check tries again."""
+        self._close()
+        try:
+            try:
+                self.store.create()
+            except sqlite3.DatabaseError as exc:
+                if not is_corrupt(exc):
+                    raise
+                self._set_aside(str(exc))
+                self.store.create()
+            self._db = self.store.writer()
+            self._identity = self.store.identity()
+        except (sqlite3.Error, OSError) as exc:
+            self._close()
+            self._fail(f"events store {self.store.path} unusable: {exc}")
+            return False
+        if self.error is not None:
+            log.info("proxy-hooks: recording events to %s again", self.store.path)
+        self.error = None
+        return True
+
+    def _set_aside(self, reason: str) -> None:
+        self._close()
+        moved = self.store.move_aside()
+        self._recovered(f"{self.store.path.name} was corrupt ({reason}); moved it to {moved.name}")
+
+    def _recovered(self, what: str) -> None:
+        self.recovered += 1
+        self.last_recovery = f"{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())}: {what}"
+        log.warning("proxy-hooks: %s; recording into a new store", what)
+
+    def _fail(self, error: str) -> None:
+        if self.error != error:
+            log.warning("proxy-hooks: %s; hook runs are not recorded until it is usable", error)
+        self.error = error
+
+    def _current(self) -> bool:
+        """Make sure the writer holds the file at the store's path; reopen if it is another."""
+        if self._db is not None and self.store.identity() == self._identity:
+            return True
+        if self._db is not None:
+            self._recovered(f"{self.store.path.name} was deleted or replaced")
+        return self._open()
+
+    def _check(self) -> None:
+        if not self._current():
+            return
+        try:
+            self.store.probe()
+        except sqlite3.Error as exc:
+            if is_corrupt(exc):
+                self._set_aside(str(exc))
+                self._open()
+            else:
+                self._fail(f"events store {self.store.path} unusable: {exc}")
+        except OSError as exc:
+            self._fail(f"events store {self.store.path} unusable: {exc}")
 
     def _drain(self, first: object | None) -> list[object]:
         """The first item and what arrives within LINGER_S after it: fewer, larger transactions
@@ -172,22 +247,29 @@ class EventRecorder:
         return items
 
     def _write(self, batch: list[Event]) -> None:
-        try:
-            self.store.insert(batch, self._db)
-        except (sqlite3.Error, OSError) as exc:
-            with self._count_lock:
-                self.dropped += len(batch)
-            if self.error is None:
-                log.warning("proxy-hooks: cannot write events to %s: %s", self.store.path, exc)
-            self.error = str(exc)
+        for attempt in range(2):
+            if not self._current():
+                break
+            try:
+                self.store.insert(batch, self._db)
+            except (sqlite3.Error, OSError) as exc:
+                if attempt == 0 and is_corrupt(exc):
+                    self._set_aside(str(exc))
+                    continue  # once more, into the new file
+                self._fail(f"cannot write events to {self.store.path}: {exc}")
+                break
+            self.written += len(batch)
+            self.error = None
+            if self._loop is not None and self.hub is not None:
+                with contextlib.suppress(RuntimeError):  # the loop is closing
+                    self._loop.call_soon_threadsafe(self.hub.notify)
             return
-        self.written += len(batch)
-        self.error = None
-        if self._loop is not None and self.hub is not None:
-            with contextlib.suppress(RuntimeError):  # the loop is closing
-                self._loop.call_soon_threadsafe(self.hub.notify)
+        with self._count_lock:
+            self.dropped += len(batch)
 
     def _prune(self) -> None:
+        if self._db is None:
+            return  # nothing to prune in a store that cannot be opened
         try:
             while self.store.prune(self.max_rows, self.max_age):
                 pass

@@ -10,7 +10,9 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import math
+import os
 import sqlite3
+import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -39,13 +41,29 @@ PRUNE_CHUNK = 5000
 PERIODS = {"24h": dt.timedelta(hours=24), "7d": dt.timedelta(days=7), "30d": dt.timedelta(days=30)}
 
 
+# SQLite's own words for "this file is not (or no longer) a database we can use".
+_CORRUPT_CODES = {11, 26}  # SQLITE_CORRUPT, SQLITE_NOTADB
+_SIDECARS = ("-wal", "-shm", "-journal")
+
+
+def is_corrupt(exc: BaseException) -> bool:
+    return isinstance(exc, sqlite3.DatabaseError) and (
+        getattr(exc, "sqlite_errorcode", None) in _CORRUPT_CODES
+        or "malformed" in str(exc)
+        or "not a database" in str(exc)
+    )
+
+
 class SQLiteEventStore:
     def __init__(self, path: Path):
         self.path = path
 
     @contextlib.contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
-        db = sqlite3.connect(self.path, timeout=10, isolation_level=None)
+        """An existing store only: a reader must never create an empty file where the
+        recorder's was deleted (it would have no schema, and hide the problem)."""
+        uri = f"{self.path.absolute().as_uri()}?mode=rw"
+        db = sqlite3.connect(uri, timeout=10, isolation_level=None, uri=True)
         try:
             db.execute("PRAGMA busy_timeout = 10000")
             yield db
@@ -55,10 +73,48 @@ class SQLiteEventStore:
     def create(self) -> None:
         """Create the file and schema; raises sqlite3.Error/OSError when it cannot."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self._connect() as db:
+        if not self.path.exists():
+            # The journal of a deleted database must not be replayed into the new one.
+            for suffix in _SIDECARS:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(f"{self.path}{suffix}")
+        db = sqlite3.connect(self.path, timeout=10, isolation_level=None)
+        try:
+            db.execute("PRAGMA busy_timeout = 10000")
             db.execute("PRAGMA journal_mode = WAL")
             db.executescript(SCHEMA)
             db.execute("SELECT count(*) FROM events").fetchone()  # a corrupt file fails here
+        finally:
+            db.close()
+
+    def identity(self) -> tuple[int, int] | None:
+        """Which file is at the path now (device, inode); None when there is none. A writer
+        compares it with the file it opened to notice a deleted or replaced store."""
+        try:
+            st = os.stat(self.path)
+        except OSError:
+            return None
+        return (st.st_dev, st.st_ino)
+
+    def probe(self) -> None:
+        """Read what every query reads first (header, schema, the newest row) through a new
+        connection, as a reader would; raises sqlite3.Error/OSError when that fails."""
+        with self._connect() as db:
+            db.execute("SELECT seq FROM events ORDER BY seq DESC LIMIT 1").fetchone()
+
+    def move_aside(self) -> Path:
+        """Rename a corrupt store (and its journal files) to `<name>.corrupt-<UTC time>`, so
+        a new one can be created and the old one is kept for whoever wants to look at it."""
+        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+        target = self.path.with_name(f"{self.path.name}.corrupt-{stamp}")
+        counter = 1
+        while target.exists():
+            counter += 1
+            target = self.path.with_name(f"{self.path.name}.corrupt-{stamp}-{counter}")
+        for suffix in ("", *_SIDECARS):
+            with contextlib.suppress(FileNotFoundError):
+                os.replace(f"{self.path}{suffix}", f"{target}{suffix}")
+        return target
 
     # --- writing (the recorder's thread) ---
 

@@ -7,6 +7,7 @@ the SSE stream sends it. `EventQuery` is the single definition of the filters.
 from __future__ import annotations
 
 import datetime as dt
+import re
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -119,12 +120,17 @@ class EventQuery(BaseModel):
     @field_validator("since", "until")
     @classmethod
     def _utc(cls, value: dt.datetime | None) -> dt.datetime | None:
-        return None if value is None else _aware(value)
+        if value is None:
+            return None
+        try:
+            return _aware(value).astimezone(dt.UTC)
+        except OverflowError:  # e.g. 0001-01-01T00:00:00+01:00
+            raise ValueError("must be a time between years 1 and 9999 in UTC") from None
 
     @field_validator("cursor")
     @classmethod
     def _cursor(cls, value: str | None) -> str | None:
-        if value is not None and not value.isdigit():
+        if value is not None and not re.fullmatch(r"[0-9]{1,18}", value):
             raise ValueError("must be a next_cursor value from a previous page")
         return value
 

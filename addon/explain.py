@@ -65,7 +65,7 @@ class MatchQuery(BaseModel):
 
     def destination(self) -> tuple[str, int]:
         host, _, port = self.host.rpartition(":")
-        if host and port.isdigit():
+        if host and port.isascii() and port.isdigit():
             return host, int(port)
         return self.host, 80
 

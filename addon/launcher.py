@@ -40,6 +40,7 @@ def mitmdump_args(
     modes: Sequence[str],
     extra: Sequence[str],
     events: str | None = None,
+    api_hosts: Sequence[str] = (),
 ) -> list[str]:
     args = ["--listen-host", listen_host, "--listen-port", str(listen_port)]
     for mode in modes:
@@ -53,6 +54,8 @@ def mitmdump_args(
     }
     if events is not None:
         ours["hooks_events"] = events
+    if api_hosts:
+        ours["hooks_api_hosts"] = ",".join(api_hosts)  # one --set: the addon splits on commas
     # An option given twice makes mitmproxy drop *every* deferred option of the -s script,
     # leaving the addon unconfigured: what the user passes wins, ours are left out.
     given = _names_set(extra)
@@ -71,6 +74,7 @@ def launch(
     extra: Sequence[str],
     token: str | None,
     events: str | None = None,
+    api_hosts: Sequence[str] = (),
 ) -> int:
     problems, _ = check(config)
     if problems:
@@ -80,4 +84,5 @@ def launch(
         os.environ[TOKEN_ENV] = token
     from mitmproxy.tools.main import mitmdump
 
-    return mitmdump(mitmdump_args(config, listen_host, listen_port, api, modes, extra, events)) or 0
+    args = mitmdump_args(config, listen_host, listen_port, api, modes, extra, events, api_hosts)
+    return mitmdump(args) or 0

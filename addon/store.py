@@ -134,7 +134,36 @@ class FileUnusable(StoreError):
 
 
 class ReadOnlyFile(StoreError):
-    pass
+    """The file or its folder cannot be written (permissions, a read-only mount, a full disk);
+    the message says what to fix."""
+
+    def __init__(self, message: str, code: str = "READ_ONLY"):
+        super().__init__(message)
+        self.code = code
+
+
+_NO_SPACE = {errno.ENOSPC, errno.EDQUOT}
+
+
+def unwritable(path: Path, exc: OSError | None = None) -> ReadOnlyFile:
+    """Why `path` cannot be written, and what to do about it."""
+    folder = path.parent
+    if exc is not None and exc.errno in _NO_SPACE:
+        return ReadOnlyFile(
+            f"cannot write {path.name}: no space left on the device holding {folder}; free some, then retry",
+            "NO_SPACE",
+        )
+    if exc is not None and exc.errno == errno.EROFS:
+        return ReadOnlyFile(
+            f"cannot write {path.name}: {folder} is on a read-only file system; "
+            "hooks cannot be changed through the API until it is mounted read-write"
+        )
+    reason = f" ({exc.strerror})" if exc is not None and exc.strerror else ""
+    return ReadOnlyFile(
+        f"{path.name} is read-only{reason}: hooks cannot be changed through the API. To allow it, make "
+        f"the file and its folder writable by the user running proxy-hooks (chmod u+w {path.name} "
+        "and its folder), then retry"
+    )
 
 
 @dataclass(frozen=True)
@@ -195,8 +224,13 @@ class HooksStore:
                 return self._fail(exc.problems)
             if _peek_recorded(self.lock_path) == _Recorded(hooks_file.file_version, content_hash(doc)):
                 return self._accept(digest, hooks_file)
-            with self._mutex, self._locked() as lock_fd:
-                return self._reconcile(lock_fd)
+            with self._mutex:
+                try:
+                    with self._locked() as lock_fd:
+                        return self._reconcile(lock_fd)
+                except OSError as exc:  # no lock to be had (the folder went away?): read as is
+                    log.warning("%s: cannot take the lock: %s", self.lock_path, exc.strerror or exc)
+                    return self._reconcile(None)
 
     @property
     def last_good(self) -> Snapshot | None:
@@ -204,26 +238,34 @@ class HooksStore:
 
     # --- writing ---
 
-    def write(self, expected_version: int, change: Change[T]) -> tuple[Snapshot, T]:
-        """Apply `change` to the current file if it is still `expected_version`, as version+1.
+    def write(self, expected_version: int | None, change: Change[T]) -> tuple[Snapshot, T]:
+        """Apply `change` to the current file if it is still `expected_version` (None: whichever
+        version is current), as version+1.
 
         Raises VersionMismatch, FileUnusable, ReadOnlyFile, InvalidInput, or whatever `change`
         raises (then nothing is written).
         """
-        with self._mutex, self._locked() as lock_fd:
-            if lock_fd is None or not _writable(self.path):
-                raise ReadOnlyFile(f"{self.path.name} is read-only; hooks cannot be changed through the API")
-            current = self._reconcile(lock_fd)
-            if self.error is not None:
-                raise self.error
-            if current.version != expected_version:
-                raise VersionMismatch(current)
-            changed, result = change(current.hooks_file)
-            changed = changed.model_copy(update={"file_version": current.version + 1})
-            problems = file_problems(changed, scripts_root_of(self.path, changed))
-            if problems:
-                raise InvalidInput(problems)
-            return self._commit(lock_fd, changed), result
+        try:
+            with self._mutex, self._locked() as lock_fd:
+                if lock_fd is None or not self._writable():
+                    raise unwritable(self.path)
+                current = self._reconcile(lock_fd)
+                if self.error is not None:
+                    raise self.error
+                if expected_version is not None and current.version != expected_version:
+                    raise VersionMismatch(current)
+                changed, result = change(current.hooks_file)
+                changed = changed.model_copy(update={"file_version": current.version + 1})
+                problems = file_problems(changed, scripts_root_of(self.path, changed))
+                if problems:
+                    raise InvalidInput(problems)
+                return self._commit(lock_fd, changed), result
+        except OSError as exc:  # the lock, the temp file, the rename, the fsyncs
+            raise unwritable(self.path, exc) from None
+
+    def _writable(self) -> bool:
+        """The file and its folder (the temp file and the lock live there)."""
+        return _writable(self.path) and _writable(self.path.parent)
 
     # --- internals ---
 
@@ -250,13 +292,17 @@ class HooksStore:
             if hand_edited:
                 log.warning("%s was edited without raising file_version; now version %d", self.path, version)
             hooks_file = _with_minted_ids(hooks_file).model_copy(update={"file_version": version})
-            if lock_fd is not None and _writable(self.path):
-                return self._commit(lock_fd, hooks_file)
+            if lock_fd is not None and self._writable():
+                try:
+                    return self._commit(lock_fd, hooks_file)
+                except OSError as exc:
+                    log.warning("%s: %s", self.path, unwritable(self.path, exc))
             log.warning(
                 "%s is read-only: minted hook ids and version %d live in memory only", self.path, version
             )
         elif recorded != _Recorded(version, digest) and lock_fd is not None:
-            _write_recorded(lock_fd, _Recorded(version, digest))
+            with contextlib.suppress(OSError):  # only a hint for the next reader
+                _write_recorded(lock_fd, _Recorded(version, digest))
         return self._accept(_digest(raw), hooks_file)
 
     def _commit(self, lock_fd: int, hooks_file: HooksFile) -> Snapshot:
@@ -297,7 +343,7 @@ class HooksStore:
         try:
             fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o644)
         except OSError as exc:
-            if exc.errno in (errno.EACCES, errno.EROFS, errno.EPERM):
+            if exc.errno in (errno.EACCES, errno.EROFS, errno.EPERM, *_NO_SPACE):
                 yield None
                 return
             raise

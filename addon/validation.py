@@ -102,11 +102,39 @@ def problems_from(exc: ValidationError, model: type[BaseModel]) -> list[Problem]
     return [Problem(field_path(e["loc"]), _reason(e, model)) for e in exc.errors()]
 
 
-def json_object(raw: bytes | str) -> dict[str, Any]:
+MAX_JSON_DEPTH = 64
+
+
+def json_depth(data: Any) -> int:
+    """How deeply arrays and objects nest (a scalar is 0, `{}` is 1); iterative, so any depth
+    the parser produced can be measured."""
+    deepest = 0
+    stack: list[tuple[Any, int]] = [(data, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, dict):
+            children: Iterable[Any] = value.values()
+        elif isinstance(value, list):
+            children = value
+        else:
+            continue
+        deepest = max(deepest, depth)
+        stack.extend((child, depth + 1) for child in children if isinstance(child, (dict, list)))
+    return deepest
+
+
+def json_object(raw: bytes | str, max_depth: int = MAX_JSON_DEPTH) -> dict[str, Any]:
+    """The one way JSON from outside (API bodies, hooks files) is parsed: a JSON object,
+    nested at most `max_depth` levels, or InvalidInput saying what is wrong."""
+    too_deep = InvalidInput([Problem("body", f"nested deeper than {max_depth} levels")])
     try:
         data = json.loads(raw)
+    except RecursionError:
+        raise too_deep from None
     except (ValueError, UnicodeDecodeError) as exc:
         raise InvalidInput([Problem("body", f"malformed JSON: {exc}")]) from None
+    if json_depth(data) > max_depth:
+        raise too_deep
     if not isinstance(data, dict):
         raise InvalidInput([Problem("body", f"must be a JSON object, got {type(data).__name__}")])
     return data

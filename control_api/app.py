@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import hmac
 import logging
+import sqlite3
+from collections.abc import Iterable
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
@@ -16,13 +17,16 @@ from addon.event_recorder import EventRecorder
 from addon.scripts import Runtimes, minimal_env
 from addon.sessions import SessionPool
 from control_api import debug_routes, events_routes, hooks_routes, openapi
+from control_api.access import access_middleware
 from control_api.envelope import ApiError, error_body, ok
+from control_api.hosts import HostPolicy
 from control_api.keys import (
     ALLOW_INLINE,
     CONTAINERS,
     ETAG,
     EVENTS,
     EXECUTION,
+    HOST_POLICY,
     LIVE_SESSIONS,
     MAX_BODY_BYTES,
     TOKEN,
@@ -67,16 +71,6 @@ async def envelope_middleware(request: web.Request, handler: Handler) -> web.Str
     return response
 
 
-@web.middleware
-async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    token = request.app[TOKEN]
-    if token:
-        scheme, _, given = request.headers.get("Authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), token.encode()):
-            raise ApiError(401, "Missing or invalid bearer token", "UNAUTHORIZED")
-    return await handler(request)
-
-
 async def healthz(request: web.Request) -> web.Response:
     containers = []
     live = request.app.get(LIVE_SESSIONS)
@@ -97,7 +91,9 @@ async def healthz(request: web.Request) -> web.Response:
                 "error": None if error is None else [str(p) for p in error.problems],
             }
         )
-    healthy = all(c["error"] is None for c in containers) and not problems
+    events = request.app.get(EVENTS)
+    events_error = None if events is None else await _events_error(events)
+    healthy = all(c["error"] is None for c in containers) and not problems and events_error is None
     data: dict[str, object] = {
         "status": "ok" if healthy else "degraded",
         "containers": containers,
@@ -106,16 +102,29 @@ async def healthz(request: web.Request) -> web.Response:
             "problems": problems,
         },
     }
-    events = request.app.get(EVENTS)
     if events is not None:
         data["events"] = {
             "store": str(events.store.path),
             "recording": events.recording,
             "written": events.written,
             "dropped": events.dropped,
-            "error": events.error,
+            "error": events_error,
+            "recovered": events.recovered,
+            "last_recovery": events.last_recovery,
         }
     return ok("OK", data)
+
+
+async def _events_error(events: EventRecorder) -> str | None:
+    """Why events are not being recorded (the writer's own word), or, in a process that only
+    reads the store, why it cannot be read."""
+    if events.recording:
+        return events.error
+    try:
+        await asyncio.to_thread(events.store.probe)
+    except (sqlite3.Error, OSError) as exc:
+        return f"events store {events.store.path} cannot be read: {exc}"
+    return None
 
 
 DRY_RUN_IDLE_S = 60.0
@@ -131,11 +140,18 @@ def make_app(
     events: EventRecorder | None = None,
     allow_inline_scripts: bool = False,
     live_sessions: SessionPool | None = None,
+    api_hosts: Iterable[str] = (),
+    listen_host: str | None = None,
 ) -> web.Application:
-    """`live_sessions`: the proxy's exec sessions, when the API runs inside the proxy."""
-    app = web.Application(middlewares=[envelope_middleware, auth_middleware], client_max_size=MAX_BODY_BYTES)
+    """`live_sessions`: the proxy's exec sessions, when the API runs inside the proxy.
+    `api_hosts`: Host names allowed besides the listen address and loopback (`name` or
+    `name:port`); `listen_host`: the name the API was asked to listen on."""
+    app = web.Application(
+        middlewares=[envelope_middleware, access_middleware], client_max_size=MAX_BODY_BYTES
+    )
     app[CONTAINERS] = containers
     app[TOKEN] = token
+    app[HOST_POLICY] = HostPolicy.build(listen_host, api_hosts)
     app[ALLOW_INLINE] = allow_inline_scripts
     runtimes, env = Runtimes.detect(), minimal_env()
     dry_run_sessions = SessionPool(runtimes, env, idle_s=DRY_RUN_IDLE_S)

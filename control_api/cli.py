@@ -19,6 +19,7 @@ from addon.event_recorder import EventRecorder, default_events_path
 from addon.event_store import SQLiteEventStore
 from addon.explain import MatchQuery, explain
 from addon.matching import CompiledContainer
+from control_api.hosts import parse_hosts
 from control_api.server import (
     DEFAULT_LISTEN,
     TOKEN_ENV,
@@ -28,6 +29,11 @@ from control_api.server import (
     parse_listen,
     resolve_token,
     start_api,
+)
+
+API_HOST_HELP = (
+    "a Host name the control API answers to besides its listen address and localhost/127.0.0.1/"
+    "[::1] with its port, repeatable: NAME (any port) or NAME:PORT; any other Host gets 421"
 )
 
 
@@ -56,6 +62,13 @@ def _parser() -> argparse.ArgumentParser:
         help="let the dry-run endpoint run script source sent in the request (off by default)",
     )
     api.add_argument(
+        "--api-host",
+        action="append",
+        default=[],
+        metavar="NAME[:PORT]",
+        help=API_HOST_HELP,
+    )
+    api.add_argument(
         "--events",
         default=str(default_events_path()),
         help="the events store (SQLite) a proxy records into, to serve events and stats from; empty: none",
@@ -80,6 +93,13 @@ def _parser() -> argparse.ArgumentParser:
         help=f"control API HOST:PORT (default {DEFAULT_LISTEN}; empty: no API)",
     )
     run.add_argument("--token", default=None, help=f"control API bearer token (default: ${TOKEN_ENV})")
+    run.add_argument(
+        "--api-host",
+        action="append",
+        default=[],
+        metavar="NAME[:PORT]",
+        help=API_HOST_HELP + " (passed to mitmdump as --set hooks_api_hosts=…)",
+    )
     run.add_argument(
         "--events",
         default=None,
@@ -118,7 +138,8 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _events_reader(path: str) -> EventRecorder | None:
-    """The standalone API reads events some proxy recorded; it records none itself."""
+    """The standalone API reads events some proxy recorded; it records none itself. A store
+    it cannot use now is answered with 503 until it is usable (the proxy recreates it)."""
     if not path:
         return None
     events = EventRecorder(SQLiteEventStore(Path(path)))
@@ -126,16 +147,22 @@ def _events_reader(path: str) -> EventRecorder | None:
         events.store.create()
     except (sqlite3.Error, OSError) as exc:
         print(
-            f"proxy-hooks api: events store {path} unusable ({exc}); serving without events", file=sys.stderr
+            f"proxy-hooks api: events store {path} unusable ({exc}); events answer 503 until it is",
+            file=sys.stderr,
         )
-        return None
     return events
 
 
 async def _serve(
-    containers: Containers, host: str, port: int, token: str, events: EventRecorder | None, allow_inline: bool
+    containers: Containers,
+    host: str,
+    port: int,
+    token: str,
+    events: EventRecorder | None,
+    allow_inline: bool,
+    api_hosts: list[str],
 ) -> None:
-    runner = await start_api(containers, host, port, token, events, allow_inline)
+    runner = await start_api(containers, host, port, token, events, allow_inline, api_hosts)
     names = ", ".join(f"{name} v{store.last_good.version}" for name, store in containers if store.last_good)
     for url in describe_addresses(runner):
         print(f"proxy-hooks api listening on {url} (containers: {names})", flush=True)
@@ -154,8 +181,9 @@ def _run_api(args: argparse.Namespace) -> int:
         host, port = parse_listen(args.listen)
         token = resolve_token(args.token)
         check_listen(host, token)
+        api_hosts = parse_hosts(args.api_host)
         containers = Containers.load(args.config)
-    except ListenError as exc:
+    except (ListenError, ValueError) as exc:
         print(f"proxy-hooks api: {exc}", file=sys.stderr)
         return 2
     except ConfigError as exc:
@@ -165,7 +193,15 @@ def _run_api(args: argparse.Namespace) -> int:
         return 2
     try:
         asyncio.run(
-            _serve(containers, host, port, token, _events_reader(args.events), args.allow_inline_scripts)
+            _serve(
+                containers,
+                host,
+                port,
+                token,
+                _events_reader(args.events),
+                args.allow_inline_scripts,
+                api_hosts,
+            )
         )
     except OSError as exc:
         print(f"proxy-hooks api: cannot listen on {args.listen}: {exc.strerror or exc}", file=sys.stderr)
@@ -189,6 +225,11 @@ def _run_proxy(args: argparse.Namespace, extra: list[str]) -> int:
     from addon.launcher import LaunchError, launch
 
     try:
+        api_hosts = parse_hosts(args.api_host)
+    except ValueError as exc:
+        print(f"proxy-hooks run: --api-host: {exc}", file=sys.stderr)
+        return 2
+    try:
         return launch(
             args.config,
             args.listen_host,
@@ -198,6 +239,7 @@ def _run_proxy(args: argparse.Namespace, extra: list[str]) -> int:
             extra,
             args.token,
             args.events,
+            api_hosts,
         )
     except LaunchError as exc:
         print(f"proxy-hooks run: cannot load the hooks configuration:\n{exc}", file=sys.stderr)

@@ -4,7 +4,10 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+import re
+import sqlite3
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from aiohttp import web
 
@@ -18,8 +21,13 @@ from control_api.envelope import ApiError, not_found, ok
 from control_api.hooks_routes import load_container
 from control_api.keys import ETAG, EVENTS, LIVE_SESSIONS
 
+T = TypeVar("T")
+
 BASE = "/api/v1/containers/{id}/proxy"
 LIST_PARAMS = {"outcome", "kind"}
+# The stream pages itself with Last-Event-ID, so the list's paging parameters are not its own.
+STREAM_FIXED = ("limit", "cursor")
+_SEQ = re.compile(r"[0-9]{1,18}")
 STREAM_BATCH = 500
 STREAM_POLL_S = 1.0  # without a recorder in this process, streams look for new rows this often
 HEARTBEAT_S = 15.0
@@ -35,6 +43,24 @@ def _events(request: web.Request) -> EventRecorder:
     if events is None:
         raise ApiError(503, "This process records no events (start it with an events store)", "NO_EVENTS")
     return events
+
+
+def unavailable(events: EventRecorder, exc: BaseException) -> ApiError:
+    return ApiError(
+        503,
+        f"The events store {events.store.path.name} cannot be read ({exc}). The proxy recording "
+        "into it creates it anew (a corrupt file is moved aside); see /healthz",
+        "EVENTS_UNAVAILABLE",
+    )
+
+
+async def read_store(events: EventRecorder, call: Callable[..., T], *args: Any) -> T:
+    """A blocking read of the events store, off the loop; 503 in the envelope when the store
+    is missing or unreadable."""
+    try:
+        return await asyncio.to_thread(call, *args)
+    except (sqlite3.Error, OSError) as exc:
+        raise unavailable(events, exc) from None
 
 
 def _params(request: web.Request, allowed: set[str]) -> dict[str, Any]:
@@ -67,10 +93,10 @@ def _query(request: web.Request, **fixed: Any) -> EventQuery:
 async def list_events(request: web.Request) -> web.Response:
     _, snapshot = await load_container(request)
     query = _query(request)
-    store = _events(request).store
-    page, next_cursor = await asyncio.to_thread(store.query, snapshot.container, query)
-    events = [event.model_dump(mode="json") for _, event in page]
-    return ok("Events listed successfully", {"events": events, "next_cursor": next_cursor})
+    events = _events(request)
+    page, next_cursor = await read_store(events, events.store.query, snapshot.container, query)
+    listed = [event.model_dump(mode="json") for _, event in page]
+    return ok("Events listed successfully", {"events": listed, "next_cursor": next_cursor})
 
 
 async def hook_runs(request: web.Request) -> web.Response:
@@ -82,16 +108,16 @@ async def hook_runs(request: web.Request) -> web.Response:
     params = _params(request, {"last", "outcome"})
     last = params.get("last", str(DEFAULT_RUNS))
     problems = []
-    if not last.isdigit() or not 1 <= int(last) <= MAX_LIMIT:
+    if not _SEQ.fullmatch(last) or not 1 <= int(last) <= MAX_LIMIT:
         problems.append(Problem("last", f"must be an integer 1-{MAX_LIMIT}, got {last!r}"))
     bad = [o for o in params.get("outcome", []) if o not in OUTCOMES]
     if bad:
         problems.append(Problem("outcome", f"must be among {', '.join(OUTCOMES)}, got {', '.join(bad)}"))
     if problems:
         raise _invalid_query(problems)
-    store = _events(request).store
-    runs = await asyncio.to_thread(
-        store.runs, snapshot.container, service, hook_id, int(last), params.get("outcome", [])
+    events = _events(request)
+    runs = await read_store(
+        events, events.store.runs, snapshot.container, service, hook_id, int(last), params.get("outcome", [])
     )
     data = {"service": service, "hookId": hook_id, "runs": [r.model_dump(mode="json") for r in runs]}
     return ok("Hook runs listed successfully", data)
@@ -103,7 +129,7 @@ async def stats(request: web.Request) -> web.Response:
     if period not in PERIODS:
         raise _invalid_query([Problem("period", f"must be one of {', '.join(PERIODS)}, got {period!r}")])
     events = _events(request)
-    figures = await asyncio.to_thread(events.store.stats, snapshot.container, period)
+    figures = await read_store(events, events.store.stats, snapshot.container, period)
     return ok("Stats computed successfully", {**figures, "dropped": events.dropped})
 
 
@@ -114,9 +140,12 @@ async def stream_events(request: web.Request) -> web.StreamResponse:
     query = _query(request, limit=STREAM_BATCH, cursor=None)
     events = _events(request)
     last_id = request.headers.get("Last-Event-ID", "").strip()
-    if last_id and not last_id.isdigit():
+    if last_id and not _SEQ.fullmatch(last_id):
         raise _invalid_query([Problem("Last-Event-ID", "must be the id of an event this stream sent")])
-    after = int(last_id) if last_id else await asyncio.to_thread(events.store.last_seq, snapshot.container)
+    after = (
+        int(last_id) if last_id else await read_store(events, events.store.last_seq, snapshot.container)
+    )
+    await read_store(events, events.store.probe)  # 503 now rather than a stream that ends at once
     response = web.StreamResponse(
         headers={
             "Content-Type": "text/event-stream",
@@ -129,7 +158,13 @@ async def stream_events(request: web.Request) -> web.StreamResponse:
     await response.write(b"retry: 2000\n\n")
     idle = 0.0
     while request.transport is not None and not request.transport.is_closing():
-        rows, _ = await asyncio.to_thread(events.store.query, snapshot.container, query, after)
+        try:
+            rows, _ = await asyncio.to_thread(events.store.query, snapshot.container, query, after)
+        except (sqlite3.Error, OSError) as exc:
+            # The store went away mid-stream: say so and end; the client reconnects (retry:)
+            # with its Last-Event-ID and gets a 503 until the store is back.
+            await response.write(f": events store unavailable: {exc}\n\n".encode())
+            break
         for seq, event in rows:
             await response.write(f"id: {seq}\ndata: {event.model_dump_json()}\n\n".encode())
             after = seq

@@ -2,7 +2,8 @@
 `/api/v1/containers/{id}/proxy/hooks`.
 
 Every write checks, in this order: the container, service and hook exist (404), `If-Match` is
-present (428) and names the current version (412), the body is valid (422). The store then
+present (428) and names the current version or is `*` (412), the body is valid (422). Before
+any of these, the door (`control_api.access`) has answered 421, 403, 401 or 415. The store then
 re-checks the version inside its lock, so a write that raced another still gets a 412.
 """
 
@@ -101,7 +102,7 @@ class _Write:
     snapshot: Snapshot
     service: str
     hook_id: str | None
-    expected: int
+    expected: int | None  # None: If-Match: *
 
 
 async def _begin_write(request: web.Request) -> _Write:
@@ -136,7 +137,7 @@ async def _commit(request: web.Request, write: _Write, change: Change[T]) -> tup
             exc.problems,
         ) from None
     except ReadOnlyFile as exc:
-        raise ApiError(409, str(exc), "READ_ONLY") from None
+        raise ApiError(409, str(exc), exc.code) from None
     request[ETAG] = snapshot.etag
     return snapshot, result
 

@@ -8,9 +8,12 @@ from addon.containers import Containers
 from addon.engine import Execution
 from addon.event_recorder import EventRecorder
 from addon.sessions import SessionPool
+from control_api.hosts import HostPolicy
 
 CONTAINERS = web.AppKey("containers", Containers)
 TOKEN = web.AppKey("token", str)
+# The Host names (and Origins) requests may carry; see control_api.access.
+HOST_POLICY = web.AppKey("host_policy", HostPolicy)
 # Events: the recorder of this process (the addon's), or one that only reads the store (the
 # standalone API). None: this process has no events store.
 EVENTS = web.AppKey("events", EventRecorder)

@@ -18,6 +18,7 @@ from addon.events import EventQuery
 from addon.explain import MatchQuery
 from addon.model import HookCreate, HookList, HookMove, HookReplace
 from control_api import schemas
+from control_api.events_routes import STREAM_FIXED
 
 CONTAINER = "/api/v1/containers/{id}"
 HOOKS = CONTAINER + "/proxy/hooks"
@@ -28,11 +29,22 @@ TITLES = {
     409: "Conflict",
     412: "Precondition Failed",
     413: "Payload Too Large",
+    415: "Unsupported Media Type",
+    421: "Misdirected Request",
     422: "Validation Error",
     428: "Precondition Required",
     503: "Service Unavailable",
 }
 WRITE_ERRORS = (404, 428, 412, 422, 413, 409)
+# What the door (control_api.access) can answer to any request, and to one with a body.
+DOOR_ERRORS = (421, 403, 401)
+BODY_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
+DESCRIPTIONS = {
+    421: "Misdirected Request: the Host header is not an address of this API (see --api-host)",
+    403: "Forbidden: a cross-origin request (Origin, Sec-Fetch-Site)",
+    401: "Unauthorized: a token is set and the request does not carry it",
+    415: "Unsupported Media Type: a request body must be application/json",
+}
 
 
 @dataclass(frozen=True)
@@ -48,6 +60,7 @@ class Operation:
     container: bool = True  # carries the container's ETag header
     stream: bool = False
     extra_params: tuple[dict[str, Any], ...] = field(default=())
+    query_exclude: tuple[str, ...] = ()  # fields of `query` this operation does not take
 
 
 OPERATIONS: dict[tuple[str, str], Operation] = {
@@ -157,6 +170,7 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         None,
         "",
         query=EventQuery,
+        query_exclude=STREAM_FIXED,
         errors=(404, 422, 503),
         stream=True,
         extra_params=({"name": "Last-Event-ID", "in": "header", "schema": {"type": "string"}},),
@@ -185,7 +199,7 @@ def _path_params(path: str) -> list[dict[str, Any]]:
     return [{"name": n, "in": "path", "required": True, "schema": {"type": "string"}} for n in names]
 
 
-def _query_params(model: type[BaseModel]) -> list[dict[str, Any]]:
+def _query_params(model: type[BaseModel], exclude: tuple[str, ...] = ()) -> list[dict[str, Any]]:
     schema = model.model_json_schema()
     return [
         {
@@ -195,6 +209,7 @@ def _query_params(model: type[BaseModel]) -> list[dict[str, Any]]:
             **({"explode": True} if prop.get("type") == "array" else {}),
         }
         for name, prop in schema.get("properties", {}).items()
+        if name not in exclude
     ]
 
 
@@ -204,11 +219,13 @@ def _operation(method: str, path: str, op: Operation) -> dict[str, Any]:
         if op.container
         else {}
     )
-    params = _path_params(path) + (_query_params(op.query) if op.query else []) + list(op.extra_params)
+    query = _query_params(op.query, op.query_exclude) if op.query else []
+    params = _path_params(path) + query + list(op.extra_params)
     if op.if_match:
         params.append({
             "name": "If-Match", "in": "header", "required": True, "schema": {"type": "string"},
-            "description": "file:v<N>, quoted or bare; 428 without it, 412 when it is not current",
+            "description": "file:v<N> (quoted or bare, weak or strong, or a list of them), or * for "
+                           "whatever version is current; 428 without it, 412 when it names no current one",
         })  # fmt: skip
     if op.stream:
         success = {"description": "text/event-stream", "headers": etag,
@@ -234,10 +251,11 @@ def _operation(method: str, path: str, op: Operation) -> dict[str, Any]:
             "content": {"application/json": {"schema": envelope}},
         }
     responses: dict[str, Any] = {str(op.status): success}
-    for status in (*op.errors, 401):
+    door = (*DOOR_ERRORS, 415) if method in BODY_METHODS else DOOR_ERRORS
+    for status in (*op.errors, *door):
         responses[str(status)] = {
-            "description": TITLES[status],
-            "headers": etag if status != 401 else {},
+            "description": DESCRIPTIONS.get(status, TITLES[status]),
+            "headers": etag if status not in door else {},
             "content": {"application/json": {"schema": _ref(schemas.ErrorBody)}},
         }
     operation: dict[str, Any] = {"summary": op.summary, "parameters": params, "responses": responses}

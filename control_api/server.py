@@ -10,6 +10,7 @@ import asyncio
 import ipaddress
 import os
 import socket
+from collections.abc import Sequence
 
 from aiohttp import web
 
@@ -65,10 +66,11 @@ async def start_api(
     token: str,
     events: EventRecorder | None = None,
     allow_inline_scripts: bool = False,
+    api_hosts: Sequence[str] = (),
 ) -> web.AppRunner:
     """Start the API on the running loop; `runner.addresses` has the real port."""
     check_listen(host, token)
-    app = make_app(containers, token, events, allow_inline_scripts)
+    app = make_app(containers, token, events, allow_inline_scripts, api_hosts=api_hosts, listen_host=host)
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=1)
     await runner.setup()
     try:
@@ -101,10 +103,12 @@ async def serve_socket(
     events: EventRecorder | None = None,
     allow_inline_scripts: bool = False,
     live_sessions: SessionPool | None = None,
+    api_hosts: Sequence[str] = (),
+    listen_host: str | None = None,
 ) -> tuple[web.AppRunner, asyncio.Server]:
     """Serve the API on an already bound socket. Closing the returned server stops listening
     at once (synchronously); `runner.cleanup()` then finishes open requests."""
-    app = make_app(containers, token, events, allow_inline_scripts, live_sessions)
+    app = make_app(containers, token, events, allow_inline_scripts, live_sessions, api_hosts, listen_host)
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=1)
     await runner.setup()
     assert runner.server is not None

@@ -37,6 +37,11 @@ def wait_for(predicate: Callable[[], Any], deadline_s: float = 10.0, what: str =
         time.sleep(0.02)
 
 
+def set_aside(folder: Path, pattern: str = "events.db.corrupt-*") -> list[Path]:
+    """The corrupt events stores the recorder moved aside in `folder` (or other matches)."""
+    return sorted(folder.glob(pattern))
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

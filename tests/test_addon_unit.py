@@ -11,6 +11,7 @@ from mitmproxy.test import taddons, tflow
 
 from addon.enforcer import ProxyHooks
 from tests.conftest import demo, write_container
+from tests.harness import set_aside, wait_for
 
 
 def flow_to(host: str, path: str = "/") -> tflow.HTTPFlow:
@@ -102,7 +103,7 @@ async def test_a_run_is_noted_in_flow_metadata_and_recorded(tmp_path: Path) -> N
     assert run["runtime"] == "python" and run["client"] == "127.0.0.1"
 
 
-async def test_a_corrupt_events_file_is_a_warning_and_the_proxy_serves_on(
+async def test_a_corrupt_events_file_is_moved_aside_and_the_proxy_serves_and_records(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     path = write_container(
@@ -118,15 +119,18 @@ async def test_a_corrupt_events_file_is_a_warning_and_the_proxy_serves_on(
         tctx.configure(addon, hooks_config=str(path), hooks_api="", hooks_events=str(events))
         addon.running()
         try:
-            assert "unusable" in caplog.text
+            assert "was corrupt" in caplog.text
             flow = flow_to("auth.demo.test")
             await addon.request(flow)
             await addon.response(flow)
             assert flow.response is not None and flow.response.status_code == 403
-            assert addon.events is not None and addon.events.dropped == 1
+            assert addon.events is not None
+            wait_for(lambda: addon.events is not None and addon.events.written == 1, 10, "the run recorded")
+            assert addon.events.dropped == 0
         finally:
             addon.done()
-    assert events.read_bytes().startswith(b"garbage")
+    (aside,) = set_aside(tmp_path)
+    assert aside.read_bytes().startswith(b"garbage")
 
 
 async def test_changing_inline_scripts_at_runtime_restarts_the_api(tmp_path: Path) -> None:

@@ -366,7 +366,7 @@ def test_writes_require_if_match(client: httpx.Client, method: str, url: str, bo
 def test_stale_if_match_is_412(
     client: httpx.Client, container_file: Path, method: str, url: str, body: Any
 ) -> None:
-    for stale in ("file:v0", '"file:v2"', "garbage", "*"):
+    for stale in ("file:v0", '"file:v2"', "garbage", "**"):
         response = client.request(method, url, json=body, headers={"If-Match": stale})
         assert response.status_code == 412, stale
         assert response.json() == MISMATCH
@@ -374,7 +374,7 @@ def test_stale_if_match_is_412(
     assert on_disk(container_file)["file_version"] == 1
 
 
-@pytest.mark.parametrize("form", ["file:v1", '"file:v1"', 'W/"file:v1"', 'file:v7, "file:v1"'])
+@pytest.mark.parametrize("form", ["file:v1", '"file:v1"', 'W/"file:v1"', 'file:v7, "file:v1"', "*"])
 def test_if_match_quoted_bare_or_listed(client: httpx.Client, form: str) -> None:
     response = client.delete(f"{BASE}/auth/{SEED_ID}", headers={"If-Match": form})
     assert response.status_code == 200
@@ -484,10 +484,11 @@ def test_invalid_bodies_are_422_with_details(
 
 
 def test_malformed_and_non_object_json_are_422(client: httpx.Client) -> None:
-    response = client.post(f"{BASE}/auth", content=b"{not json", headers=v(1))
+    headers = {**v(1), "Content-Type": "application/json"}
+    response = client.post(f"{BASE}/auth", content=b"{not json", headers=headers)
     assert response.status_code == 422
     assert details(response)["body"].startswith("malformed JSON")
-    response = client.post(f"{BASE}/auth", content=b"[1, 2]", headers=v(1))
+    response = client.post(f"{BASE}/auth", content=b"[1, 2]", headers=headers)
     assert details(response) == {"body": "must be a JSON object, got list"}
 
 

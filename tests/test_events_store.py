@@ -13,7 +13,7 @@ import pytest
 from addon.event_recorder import EventRecorder
 from addon.event_store import SQLiteEventStore
 from addon.events import Event, EventQuery, iso_utc
-from tests.harness import wait_for
+from tests.harness import set_aside, wait_for
 
 
 def event(n: int, **fields: object) -> Event:
@@ -71,18 +71,51 @@ async def test_retention_by_age(tmp_path: Path) -> None:
     assert [e.duration_ms for _, e in recorder.store.query("c", EventQuery())[0]] == [99.0]
 
 
-async def test_a_corrupt_file_is_a_warning_and_runs_are_counted(
+async def test_a_corrupt_file_is_moved_aside_and_recording_goes_on(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     path = tmp_path / "events.db"
     path.write_bytes(b"this is not a database" * 100)
     recorder = EventRecorder(SQLiteEventStore(path))
     with caplog.at_level(logging.WARNING):
-        assert not recorder.start()
-    assert "unusable" in caplog.text and recorder.error is not None
+        assert recorder.start()
+    assert "was corrupt" in caplog.text and recorder.error is None and recorder.recovered == 1
+    (aside,) = set_aside(tmp_path)
+    assert aside.read_bytes().startswith(b"this is not a database")  # kept for whoever looks
     recorder.add(event(1))
-    assert recorder.dropped == 1
-    assert path.read_bytes().startswith(b"this is not a database")  # left as it was
+    recorder.stop()
+    assert recorder.dropped == 0 and recorder.store.count() == 1
+
+
+async def test_an_unusable_store_is_an_error_and_runs_are_counted_until_it_is_back(tmp_path: Path) -> None:
+    path = tmp_path / "events.db"
+    path.mkdir()  # a folder where the file should be: nothing can be created there
+    recorder = EventRecorder(SQLiteEventStore(path))
+    assert not recorder.start()
+    assert recorder.error is not None and "unusable" in recorder.error
+    recorder.add(event(1))
+    wait_for(lambda: recorder.dropped == 1, 10, "the run to be dropped and counted")
+    path.rmdir()
+    wait_for(lambda: recorder.error is None, 10, "the writer to create the store")
+    recorder.add(event(2))
+    recorder.stop()
+    assert [e.duration_ms for _, e in recorder.store.query("c", EventQuery())[0]] == [2.0]
+
+
+async def test_a_deleted_store_is_created_anew(tmp_path: Path) -> None:
+    path = tmp_path / "events.db"
+    recorder = EventRecorder(SQLiteEventStore(path))
+    assert recorder.start()
+    recorder.add(event(1))
+    wait_for(lambda: recorder.written == 1, 10, "the first event to be written")
+    for leftover in set_aside(tmp_path, "events.db*"):
+        leftover.unlink()
+    wait_for(lambda: recorder.recovered == 1 and path.exists(), 10, "the store to be created anew")
+    recorder.add(event(2))
+    recorder.stop()
+    assert recorder.dropped == 0
+    assert [e.duration_ms for _, e in recorder.store.query("c", EventQuery())[0]] == [2.0]
+    assert "deleted or replaced" in (recorder.last_recovery or "")
 
 
 async def test_cursor_paging_walks_every_row_once(tmp_path: Path) -> None:
