@@ -43,6 +43,7 @@ from addon.flows import (
     flow_names,
     hook_event,
     json_response,
+    no_body_after_head,
     request_facts,
 )
 from addon.matching import (
@@ -264,12 +265,14 @@ class ProxyHooks:
             flow.response = json_response(
                 503, {"error": "proxy-hooks configuration failed to load", "reason": self.config_error}
             )
+            no_body_after_head(flow)
             return
         attempt = _Attempt("request")
         try:
             await self._judge_request(flow, attempt)
         except Exception as exc:  # the one guard: nothing escapes to mitmproxy
             self._failed(flow, attempt, exc)
+        no_body_after_head(flow)  # our own answers (403, 502, 400, 421) included
 
     def responseheaders(self, flow: http.HTTPFlow) -> None:
         pending = self._pending.get(flow.id)

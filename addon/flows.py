@@ -210,6 +210,14 @@ def apply_response_change(response: http.Response, spec: ResponseSpec, method: s
     _set_body(response, spec, content, method)
 
 
+def no_body_after_head(flow: Exchange) -> None:
+    """A response to HEAD goes with the headers a GET would get and no body: the client reads
+    none, and would take those bytes for the next response on the connection."""
+    response = flow.response
+    if response is not None and response.raw_content and flow.request.method.upper() == "HEAD":
+        response.raw_content = b""  # content-length stays
+
+
 def json_response(status: int, body: dict[str, Any]) -> http.Response:
     return http.Response.make(status, json.dumps(body).encode(), {"content-type": "application/json"})
 

@@ -10,7 +10,7 @@ from aiohttp import web
 from addon.store import Snapshot
 from control_api.envelope import ApiError
 
-_ETAG_RE = re.compile(r'^(?:W/)?"?file:v(\d+)"?$')
+_ETAG_RE = re.compile(r'^(?:W/)?"?file:v(\d+)"?\Z')
 
 
 def if_match_versions(header: str) -> set[int]:

@@ -214,6 +214,30 @@ def test_a_method_override_parameter_is_a_method(proxy: Mitmdump, upstream: Upst
     assert request(proxy, f"http://app.test/records/{mark}", "Host: app.test", method="POST").status == 200
 
 
+def test_the_proxys_own_answer_to_head_has_no_body(proxy: Mitmdump, upstream: Upstream) -> None:
+    """A 403 (or 400, 421) body after a HEAD would be read as the next response on the
+    connection: two pipelined requests must come back as exactly two responses."""
+    import http.client
+    import socket
+
+    mark = marker()
+    first = f"HEAD http://app.test/admin/{mark} HTTP/1.1\r\nHost: app.test\r\n\r\n"
+    second = f"GET http://app.test/public/{mark} HTTP/1.1\r\nHost: app.test\r\n\r\n"
+    refused = f"HEAD http://app.test/%2e%2e/{mark} HTTP/1.1\r\nHost: app.test\r\n\r\n"
+    with socket.create_connection(("127.0.0.1", proxy.port), timeout=30) as sock:
+        sock.sendall((first + refused + second).encode())
+        statuses = []
+        for method in ("HEAD", "HEAD", "GET"):
+            response = http.client.HTTPResponse(sock, method=method)  # type: ignore[arg-type]
+            response.begin()
+            body = response.read()
+            statuses.append((response.status, int(response.getheader("content-length") or 0) > 0, body[:20]))
+    assert statuses[0][:2] == (403, True) and statuses[0][2] == b""
+    assert statuses[1][:2] == (400, True) and statuses[1][2] == b""
+    assert statuses[2][0] == 200 and statuses[2][2].startswith(b'{"upstream": true')
+    assert reached(upstream, mark) == [f"/public/{mark}"]
+
+
 # --- Host and SNI confusion ---
 
 OPEN_NAMES = ["open.test", "OPEN.test", "open.test.", "open.test:80", "Open.Test.:80"]
