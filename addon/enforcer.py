@@ -368,15 +368,7 @@ class ProxyHooks:
             flow.metadata[METADATA_KEY] = run.as_dict()
             self._spawn(self._observe(run, match, event))
             return
-        attempt.stage = "running the script"
-        verdict = await self._run(match, event)
-        attempt.stage = "judging the answer"
-        run.settle(verdict)
-        attempt.stage = "applying the verdict"
-        attempt.keep(flow)
-        intercept = apply_verdict(flow, run, verdict, match.hook.hook.failure_mode)
-        attempt.applied = True
-        flow.metadata[METADATA_KEY] = run.as_dict()
+        intercept = await self._run_and_apply(flow, match, attempt, run, event)
         attempt.stage = "recording the run"
         if flow.response is not None:
             self._finish(flow, run)
@@ -391,17 +383,26 @@ class ProxyHooks:
         event = hook_event(
             flow, run, match.hook, match.container.name, run.service, match.client.request.user
         )
+        await self._run_and_apply(flow, match, attempt, run, event)
+        attempt.stage = "recording the run"
+        self._finish(flow, run)
+
+    async def _run_and_apply(
+        self, flow: http.HTTPFlow, match: _Match, attempt: _Attempt, run: HookRun, event: dict[str, Any]
+    ) -> bool:
+        """Run the script, judge its answer, apply the verdict; whether it asked to see the
+        response."""
+        assert match.hook is not None
         attempt.stage = "running the script"
         verdict = await self._run(match, event)
         attempt.stage = "judging the answer"
         run.settle(verdict)
         attempt.stage = "applying the verdict"
         attempt.keep(flow)
-        apply_verdict(flow, run, verdict, match.hook.hook.failure_mode)
+        intercept = apply_verdict(flow, run, verdict, match.hook.hook.failure_mode)
         attempt.applied = True
         flow.metadata[METADATA_KEY] = run.as_dict()
-        attempt.stage = "recording the run"
-        self._finish(flow, run)
+        return intercept
 
     def _failed(self, flow: http.HTTPFlow, attempt: _Attempt, exc: BaseException) -> None:
         """Anything that went wrong between match and applied verdict: the hook's failure mode
