@@ -14,6 +14,7 @@ import contextlib
 import datetime as dt
 import functools
 import logging
+import re
 import socket
 import urllib.parse
 from collections.abc import Coroutine
@@ -23,6 +24,7 @@ from typing import Any, Optional
 
 from aiohttp import web
 from mitmproxy import ctx, exceptions, http, tcp
+from mitmproxy.proxy import commands, events, layer
 
 from addon.admission import Refused, admit
 from addon.containers import ConfigError, Containers
@@ -302,9 +304,34 @@ class ProxyHooks:
             except Exception:  # the flow is gone already; only the record is lost
                 log.exception("proxy-hooks: cannot record the run of hook %s", pending.run.hook_id)
 
+    def next_layer(self, nextlayer: layer.NextLayer) -> None:
+        """A tunnel to a service's host must carry TLS or HTTP. mitmproxy relays anything else
+        as raw TCP — a request behind blank lines (which servers skip), or a request line split
+        over two segments — and raw TCP never meets a hook: such a tunnel is closed instead,
+        with its server side when the connection is eager and open already. (Scripts' addons
+        are asked before mitmproxy's own layer choice, so this decides first.)"""
+        address = nextlayer.context.server.address
+        if nextlayer.layer is not None or address is None:
+            return
+        client_data = nextlayer.data_client()
+        if not client_data or (_starts_like_tls_or_http(client_data) and not nextlayer.data_server()):
+            return
+        try:
+            hooked = self._hooked_tcp(str(address[0]), int(address[1]), nextlayer.context.client.sni)
+        except Exception:  # a bug of ours: close rather than relay unjudged bytes
+            log.exception("proxy-hooks: cannot judge the tunnel to %s; closed", address)
+            hooked = True
+        if hooked:
+            log.warning(
+                "proxy-hooks: closed a tunnel to %s:%s that is neither TLS nor HTTP: a hooked "
+                "service's host, and hooks judge HTTP only",
+                address[0],
+                address[1],
+            )
+            nextlayer.layer = ClosedTunnel(nextlayer.context)
+
     def tcp_start(self, flow: tcp.TCPFlow) -> None:
-        """Raw TCP to a service's host (e.g. bytes mitmproxy does not take for HTTP inside a
-        CONNECT tunnel, while the server skips what comes first) would never meet a hook:
+        """Behind `next_layer`: raw TCP to a service's host that another addon chose is
         refused. The server connection is not opened; were it open already (eager
         connections), `tcp_message` relays nothing."""
         address = flow.server_conn.address
@@ -668,6 +695,29 @@ class _Attempt:
             flow.response = None
         elif flow.response is not None:
             flow.response.set_state(state)
+
+
+_REQUEST_LINE = re.compile(rb"[A-Za-z]{3,20} [^\r\n]* HTTP/[0-9.]+\r?\n")
+
+
+def _starts_like_tls_or_http(data: bytes) -> bool:
+    """A TLS handshake record, or a whole HTTP/1 request line (HTTP/2's preface included)."""
+    return data[0] == 0x16 or _REQUEST_LINE.match(data) is not None
+
+
+class ClosedTunnel(layer.Layer):
+    """In place of raw TCP to a hooked service's host: closes both sides on the first event it
+    is handed (a tunnel's layer may not see a Start), relays nothing."""
+
+    closed = False
+
+    def _handle_event(self, event: events.Event) -> layer.CommandGenerator[None]:
+        if self.closed:
+            return
+        self.closed = True
+        if self.context.server.connected:
+            yield commands.CloseConnection(self.context.server)
+        yield commands.CloseConnection(self.context.client)
 
 
 def _refuse(flow: http.HTTPFlow, status: int, body: dict[str, Any]) -> None:

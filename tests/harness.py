@@ -108,6 +108,7 @@ class Mitmdump:
         reverse_to: str | None = None,
         env: dict[str, str] | None = None,
         events: str | None = None,
+        connection_strategy: str = "lazy",
     ):
         self.reverse_port = free_port() if reverse_to else None
         modes = ["--mode", "regular@0"]
@@ -116,7 +117,7 @@ class Mitmdump:
         command = [
             mitmdump_command(), "--listen-host", "127.0.0.1", *modes,
             "--set", f"confdir={confdir}",
-            "--set", "connection_strategy=lazy",
+            "--set", f"connection_strategy={connection_strategy}",
             "-s", str(ADDON),
             "--set", f"hooks_config={config}",
             "--set", "hooks_api=127.0.0.1:0",

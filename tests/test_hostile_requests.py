@@ -11,13 +11,14 @@ with requests written byte for byte (tests/rawhttp.py):
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.harness import Mitmdump, Upstream, write_json
+from tests.harness import Mitmdump, Upstream, wait_for, write_json
 from tests.proxy_fixtures import upstream  # noqa: F401 - fixture
 from tests.rawhttp import RawResponse, send_raw
 from tests.spellings import classic_spellings, spellings
@@ -51,11 +52,11 @@ def container(upstream: Upstream) -> dict[str, object]:
     }
 
 
-def start(tmp: Path, upstream: Upstream, *extra: str) -> Mitmdump:
+def start(tmp: Path, upstream: Upstream, *extra: str, connection_strategy: str = "lazy") -> Mitmdump:
     write_json(tmp / "hostile.json", container(upstream))
     (tmp / "scripts").mkdir(exist_ok=True)
     (tmp / "scripts" / "deny.sh").write_text(DENY)
-    return Mitmdump(tmp / "hostile.json", tmp / "confdir", *extra)
+    return Mitmdump(tmp / "hostile.json", tmp / "confdir", *extra, connection_strategy=connection_strategy)
 
 
 @pytest.fixture(scope="module")
@@ -343,20 +344,43 @@ def test_streaming_bodies_past_hooks_is_refused(tmp_path: Path, upstream: Upstre
     assert "stream_large_bodies cannot be used with proxy-hooks" in str(caught.value)
 
 
-def test_bytes_that_are_not_http_never_reach_a_service(proxy: Mitmdump, upstream: Upstream) -> None:
-    """Inside a CONNECT tunnel, a request behind leading blank lines is not HTTP to mitmproxy's
-    protocol detection (raw TCP), while servers skip the blank lines: refused for services."""
+@pytest.fixture(scope="module")
+def eager_proxy(tmp_path_factory: pytest.TempPathFactory, upstream: Upstream) -> Iterator[Mitmdump]:
+    """Server connections opened at CONNECT time, before any bytes of the tunnel are seen."""
+    process = start(tmp_path_factory.mktemp("eager"), upstream, connection_strategy="eager")
+    yield process
+    process.stop()
+
+
+# What mitmproxy relays as raw TCP inside a tunnel, while an HTTP server reads a request.
+NOT_HTTP_TO_MITMPROXY = {
+    "blank lines first": ["\r\n\r\nGET /{m} HTTP/1.1\r\nHost: {t}\r\n\r\n"],
+    "request line split": ["GET /{m} HTTP/1.1", "\r\nHost: {t}\r\n\r\n"],
+    "method alone first": ["GET", " /{m} HTTP/1.1\r\nHost: {t}\r\n\r\n"],
+}
+
+
+@pytest.mark.parametrize("which", ["lazy", "eager"])
+@pytest.mark.parametrize("parts", NOT_HTTP_TO_MITMPROXY.values(), ids=list(NOT_HTTP_TO_MITMPROXY))
+def test_bytes_that_are_not_http_never_reach_a_service(
+    proxy: Mitmdump, eager_proxy: Mitmdump, upstream: Upstream, which: str, parts: list[str]
+) -> None:
+    """Inside a CONNECT tunnel, mitmproxy relays what it does not take for HTTP as raw TCP;
+    to a service's host the tunnel is closed instead, its server side open (eager) or not."""
+    import http.client
     import socket
 
     mark = marker()
     target = f"127.0.0.1:{upstream.port}"  # the `direct` service's host
-    with socket.create_connection(("127.0.0.1", proxy.port), timeout=30) as sock:
+    chosen = proxy if which == "lazy" else eager_proxy
+    with socket.create_connection(("127.0.0.1", chosen.port), timeout=30) as sock:
         sock.sendall(f"CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n\r\n".encode())
-        sock.recv(4096)
-        sock.sendall(f"\r\n\r\nGET /{mark} HTTP/1.1\r\nHost: {target}\r\n\r\n".encode())
-        try:
-            answer = sock.recv(4096)
-        except OSError:
-            answer = b""
-    assert b"upstream" not in answer
+        connected = http.client.HTTPResponse(sock, method="CONNECT")  # type: ignore[arg-type]
+        connected.begin()
+        assert connected.status == 200
+        for part in parts:
+            with contextlib.suppress(OSError):  # the proxy may have closed already
+                sock.sendall(part.format(m=mark, t=target).encode())
+        assert connected.fp.read() == b""  # closed by the proxy, nothing relayed back
     assert reached(upstream, mark) == []
+    wait_for(lambda: "closed a tunnel to 127.0.0.1" in chosen.output(), 10, "the proxy to log why")
