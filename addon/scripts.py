@@ -237,12 +237,14 @@ async def run_script(
     env: Mapping[str, str],
     script: OpenedScript | None = None,
     label: str | None = None,
+    user: tuple[int, int] | None = None,
 ) -> RunResult:
     """Run `command` contained (see the module's docstring); `script`, when given, is the
-    opened script file, which the script's process gets as `SCRIPT_FD`."""
+    opened script file, which the script's process gets as `SCRIPT_FD`; `user` (uid, gid): the
+    script runs as that user (no supplementary groups), its supervisor as this process's."""
     run = _ContainedRun(asyncio.get_running_loop(), stdin, label or command[-1])
     try:
-        run.start(command, cwd, env, script, timeout_s)
+        run.start(command, cwd, env, script, timeout_s, user)
     except OSError as exc:
         return RunResult(None, b"", b"", run.elapsed(), error=f"cannot start {run.label}: {exc.strerror or exc}")
     try:
@@ -286,7 +288,13 @@ class _ContainedRun:
         return round((time.monotonic() - self.started) * 1000, 3)
 
     def start(
-        self, command: list[str], cwd: Path, env: Mapping[str, str], script: OpenedScript | None, timeout_s: float
+        self,
+        command: list[str],
+        cwd: Path,
+        env: Mapping[str, str],
+        script: OpenedScript | None,
+        timeout_s: float,
+        user: tuple[int, int] | None,
     ) -> None:
         pipes = [os.pipe2(os.O_CLOEXEC) for _ in range(4)]
         (in_r, in_w), (out_r, out_w), (err_r, err_w), (st_r, st_w) = pipes
@@ -296,7 +304,7 @@ class _ContainedRun:
         try:
             pid = os.fork()
             if pid == 0:  # pragma: no cover - the supervisor, which never returns
-                _supervise(command, str(cwd), dict(env), child, parent, self.label)
+                _supervise(command, str(cwd), dict(env), child, parent, self.label, user)
         except OSError:
             for fd in (fd for pair in pipes for fd in pair):
                 os.close(fd)
@@ -415,7 +423,13 @@ class _ContainedRun:
 
 
 def _supervise(
-    command: list[str], cwd: str, env: dict[str, str], fds: list[int], parent: int, label: str
+    command: list[str],
+    cwd: str,
+    env: dict[str, str],
+    fds: list[int],
+    parent: int,
+    label: str,
+    user: tuple[int, int] | None,
 ) -> None:  # pragma: no cover - runs in the forked supervisor
     """The per-run supervisor: a fork of the caller, with SIGNALS blocked. Never returns.
     fds: the script's stdin, stdout, stderr, then the status pipe and the opened script."""
@@ -430,7 +444,7 @@ def _supervise(
         containment.close_fds_from(len(high))
         os.chdir(cwd)
         try:
-            pid = containment.spawn(command, env, setsid=True)
+            pid = containment.spawn(command, env, user, setsid=True)
         except OSError as exc:
             os.write(3, f"error cannot start {label}: {exc.strerror or exc}".encode())
             os._exit(0)

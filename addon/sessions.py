@@ -17,7 +17,8 @@ Each worker runs under its own supervisor (`addon/hosts/supervisor.py`, a child 
 the worker exits or is stopped, the supervisor kills and reaps everything still below it, what a
 `handle()` daemonized or `setsid`ed included, then exits like the worker. The proxy stops a
 worker by asking its supervisor (SIGTERM), never by killing the supervisor first. With a script
-user, the worker runs as that user and its supervisor keeps the proxy's.
+user, an exec-session worker runs as that user and its supervisor keeps the proxy's; the
+spawner keeps the proxy's user too, and starts each per-run script as the script user.
 
 Workers are plain `subprocess.Popen` children watched through pidfds, not asyncio subprocesses:
 `close()` must reap synchronously from mitmproxy's sync `done` hook, which asyncio's child
@@ -88,7 +89,11 @@ def host_command(runtimes: Runtimes, runtime: str, user: tuple[int, int] | None 
     if runtime == "python":
         host = [runtimes.python, str(HOSTS / "python_host.py")]
     elif runtime == "spawner":
-        host = [runtimes.python, str(HOSTS / "spawner.py"), runtimes.node or "", runtimes.bash or ""]
+        # The spawner keeps the proxy's user and starts each script as `user` itself: a script
+        # then cannot signal (or ptrace) its supervisor or the spawner.
+        spec = f"{user[0]}:{user[1]}" if user is not None else ""
+        host = [runtimes.python, str(HOSTS / "spawner.py"), runtimes.node or "", runtimes.bash or "", spec]
+        user = None
     elif runtimes.node is None:
         raise FileNotFoundError("node is not installed (needed for JavaScript hooks)")
     else:

@@ -117,6 +117,13 @@ def kill_children(keep: Callable[[int], bool] | None = None) -> int:
                 os.waitpid(-1, 0)
 
 
+def kill_other_sessions() -> int:
+    """`kill_children` for the children in a session other than this process's: what our
+    workers (each started in a session of its own) and the scripts under them left here."""
+    own = os.getsid(0)
+    return kill_children(keep=lambda pid: session_of(pid) in (own, None))
+
+
 def close_fds_from(low: int) -> None:
     os.closerange(low, _max_fd())
 

@@ -4,7 +4,8 @@ Hooks without execId run one process per run. Starting a process from the proxy 
 proxy's own event loop 2–4 ms of CPU (fork/exec, three pipes, a child watcher); this worker does
 it instead, with the very same `run_script`, and answers with the result:
 
-    argv: NODE BASH ANSWERS_FD        (the proxy's interpreters; "" when not installed)
+    argv: NODE BASH USER ANSWERS_FD   (the proxy's interpreters, "" when not installed; the
+                                       script user as UID:GID, "" for this worker's own)
     in:  {"op": "run", "id": N, "script": "/x.py", "root": SCRIPTS_FOLDER, "event": {...},
           "timeout": S}
     out: {"id": N, "exit_code": …, "stdout": base64, "stderr": base64, "duration_ms": …,
@@ -14,7 +15,8 @@ The script is opened here, beneath the scripts folder (`open_script`), and its r
 that open file, never the path again. Each run has its own supervisor (a fork of this process,
 a child subreaper) that kills whatever the script left behind when it exits; this worker is a
 subreaper too, and sweeps what a killed supervisor let through. Scripts get this worker's
-environment, which the proxy made minimal, and its user.
+environment, which the proxy made minimal; they run as the script user when one is set (this
+worker and the supervisors keep the proxy's user, out of the scripts' reach).
 """
 
 from __future__ import annotations
@@ -31,10 +33,12 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the checkout, when not installed
 
 from addon import scripts
+from addon.hosts.containment import parse_user
 from addon.hosts.frames import FrameServer
 from addon.scripts import Runtimes, ScriptUnavailable, become_subreaper, open_script, run_script
 
 RUNTIMES = Runtimes(sys.executable, None, None)
+USER: tuple[int, int] | None = None
 
 
 async def run(frame: dict[str, Any]) -> dict[str, Any]:
@@ -52,6 +56,7 @@ async def run(frame: dict[str, Any]) -> dict[str, Any]:
             os.environ,
             opened,
             label=opened.real,
+            user=USER,
         )
     except FileNotFoundError as exc:  # its runtime is not installed
         return _failed(str(exc))
@@ -72,9 +77,10 @@ def _failed(reason: str) -> dict[str, Any]:
 
 
 def main() -> None:
-    global RUNTIMES
-    node, bash = sys.argv[1:3]
+    global RUNTIMES, USER
+    node, bash, user = sys.argv[1:4]
     RUNTIMES = Runtimes(sys.executable, node or None, bash or None)
+    USER = parse_user(user)
     become_subreaper()
     scripts.SWEEP_ORPHANS = True
     with contextlib.suppress(KeyboardInterrupt):
