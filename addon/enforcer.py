@@ -44,10 +44,10 @@ from addon.flows import (
     json_response,
     request_facts,
 )
+from addon.hosts.containment import kill_other_sessions
 from addon.matching import ClientView, CompiledContainer, CompiledHook, CompiledService
 from addon.protocol import Phase
 from addon.recorder import LogRecorder, Recorder
-from addon.hosts.containment import kill_other_sessions
 from addon.scripts import Runtimes, become_subreaper, minimal_env
 from addon.sessions import DEFAULT_IDLE_S, SessionPool
 from addon.watcher import watch_hooks_files
@@ -65,7 +65,13 @@ log = logging.getLogger("proxy_hooks")
 
 DEFAULT_API = "127.0.0.1:8082"
 # hooks_script_user: the API's dry runs have their own workers, started as that user too.
-API_OPTIONS = {"hooks_config", "hooks_api", "hooks_api_token", "hooks_allow_inline_scripts", "hooks_script_user"}
+API_OPTIONS = {
+    "hooks_config",
+    "hooks_api",
+    "hooks_api_token",
+    "hooks_allow_inline_scripts",
+    "hooks_script_user",
+}
 EVENT_OPTIONS = {"hooks_events", "hooks_events_max_rows", "hooks_events_max_age_days", "hooks_events_queue"}
 
 

@@ -175,7 +175,8 @@ async def run_hook(
         except OSError:
             info = None
         if info is None or not stat.S_ISREG(info.st_mode):
-            return Verdict("failed", reason=f"script not found: {script_path} (looked in {scripts_root.name}/)")
+            missing = f"script not found: {script_path} (looked in {scripts_root.name}/)"
+            return Verdict("failed", reason=missing)
         key = SessionKey(str(event["container"]), hook.hook.script.execId, session)
         result = await execution.sessions.run(key, script, script_stamp(info), event, timeout_s, scripts_root)
         return judge(result, event["phase"], hook.hook.timeout)

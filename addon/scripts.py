@@ -80,8 +80,12 @@ if (esm) {
   const url = pathToFileURL(file).href;
   const hooks = `let url, source;
 export async function initialize(data) { url = data.url; source = data.source; }
-export async function resolve(s, c, next) { return s === url ? { url, format: 'module', shortCircuit: true } : next(s, c); }
-export async function load(u, c, next) { return u === url ? { format: 'module', source, shortCircuit: true } : next(u, c); }`;
+export async function resolve(s, c, next) {
+  return s === url ? { url, format: 'module', shortCircuit: true } : next(s, c);
+}
+export async function load(u, c, next) {
+  return u === url ? { format: 'module', source, shortCircuit: true } : next(u, c);
+}`;
   Module.register('data:text/javascript,' + encodeURIComponent(hooks), { data: { url, source } });
   import(url).catch((err) => { console.error(err); process.exitCode = 1; });
 } else {
@@ -246,7 +250,8 @@ async def run_script(
     try:
         run.start(command, cwd, env, script, timeout_s, user)
     except OSError as exc:
-        return RunResult(None, b"", b"", run.elapsed(), error=f"cannot start {run.label}: {exc.strerror or exc}")
+        reason = f"cannot start {run.label}: {exc.strerror or exc}"
+        return RunResult(None, b"", b"", run.elapsed(), error=reason)
     try:
         await asyncio.shield(run.done)
     except asyncio.CancelledError:
@@ -412,14 +417,14 @@ class _ContainedRun:
         if status.startswith("error "):
             return RunResult(None, stdout, stderr, self.elapsed(), error=status[6:])
         if status == "killed":
-            return RunResult(None, stdout, stderr, self.elapsed(), error=self.overflow or "script was stopped")
+            stopped = self.overflow or "script was stopped"
+            return RunResult(None, stdout, stderr, self.elapsed(), error=stopped)
         # Killed before it could tell (a script may signal its own supervisor when they share a
         # user): its orphans came here; nothing of a finished run may stay.
         if SWEEP_ORPHANS:
             containment.kill_children(keep=SUPERVISORS.__contains__)
-        return RunResult(
-            None, stdout, stderr, self.elapsed(), error="the script's supervisor was killed; its processes were"
-        )
+        killed = "the script's supervisor was killed; its processes were"
+        return RunResult(None, stdout, stderr, self.elapsed(), error=killed)
 
 
 def _supervise(

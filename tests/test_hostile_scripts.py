@@ -87,7 +87,7 @@ def test_nothing_a_per_run_script_starts_outlives_its_run(
     assert response.status_code == 200, response.text
     assert "left one behind" in response.text
     pids = recorded(pidfile)
-    wait_for(lambda: all(gone(pid) for pid in pids), 10, f"what the {how} run left behind ({pids}) to be gone")
+    wait_for(lambda: all(gone(pid) for pid in pids), 10, f"what the {how} run left behind {pids} to be gone")
     [run] = wait_for(lambda: events(api, created["id"]), 10, "the run's event")
     assert run["outcome"] == "responded" and run["exit_code"] == 0
 
@@ -292,7 +292,8 @@ def test_scripts_beside_each_other_still_import_and_find_their_folder(
     (folder / "main.js").write_text('process.stdout.write(JSON.stringify(require("./helper").answer));\n')
     (folder / "helper.txt").write_text("helped\n")
     (folder / "main.sh").write_text(
-        'cat >/dev/null\necho "{\\"response\\": {\\"status\\": 200, \\"body\\": \\"$(cat "$(dirname "$0")/helper.txt")\\"}}"\n'
+        'cat >/dev/null\nhelped=$(cat "$(dirname "$0")/helper.txt")\n'
+        'echo "{\\"response\\": {\\"status\\": 200, \\"body\\": \\"$helped\\"}}"\n'
     )
     mains = ["main.py", "main.sh"] + (["main.js"] if shutil.which("node") else [])
     for main in mains:

@@ -73,7 +73,14 @@ async def run(frame: dict[str, Any]) -> dict[str, Any]:
 
 
 def _failed(reason: str) -> dict[str, Any]:
-    return {"exit_code": None, "stdout": "", "stderr": "", "duration_ms": 0.0, "timed_out": False, "error": reason}
+    return {
+        "exit_code": None,
+        "stdout": "",
+        "stderr": "",
+        "duration_ms": 0.0,
+        "timed_out": False,
+        "error": reason,
+    }
 
 
 def main() -> None:

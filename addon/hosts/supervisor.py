@@ -18,7 +18,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
-from addon.hosts.containment import (  # noqa: E402
+from addon.hosts.containment import (
     SIGNALS,
     become_subreaper,
     close_fds_from,

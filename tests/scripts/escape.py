@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 event = json.load(sys.stdin)
 headers = {name.lower(): value for name, value in event["request"]["headers"]}
@@ -71,6 +72,6 @@ elif how == "hold-stdout":
 else:
     sys.exit(f"unknown x-escape {how}")
 
-while not (os.path.exists(pidfile) and open(pidfile).read().endswith("\n")):
+while not (os.path.exists(pidfile) and Path(pidfile).read_text().endswith("\n")):
     time.sleep(0.005)
 print(json.dumps({"response": {"status": 200, "body": f"python left one behind ({how})"}}))

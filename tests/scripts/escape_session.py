@@ -5,6 +5,7 @@ import os
 import signal
 import subprocess
 import time
+from pathlib import Path
 
 LINGER = 'trap "" TERM HUP INT; echo $$ >> "$0"; exec sleep 300'
 
@@ -46,6 +47,6 @@ def handle(event):
         os.waitpid(_fork(lambda: (os.setsid(), _fork(lambda: _linger(pidfile)))), 0)
     elif how == "child":
         subprocess.Popen(["sh", "-c", LINGER, pidfile], stdin=subprocess.DEVNULL)
-    while not (os.path.exists(pidfile) and open(pidfile).read().endswith("\n")):
+    while not (os.path.exists(pidfile) and Path(pidfile).read_text().endswith("\n")):
         time.sleep(0.005)
     return {"response": {"status": 200, "body": f"session left one behind ({how})"}}
