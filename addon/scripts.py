@@ -19,17 +19,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import fcntl
+import json
 import os
+import select
 import shutil
 import signal
+import socket
 import stat
 import sys
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from addon.hosts import containment
 from addon.hosts.containment import become_subreaper as become_subreaper
@@ -233,6 +235,54 @@ class RunResult:
         return self.stderr.decode("utf-8", "replace").strip()
 
 
+# Whether orphans re-parented to this process (a supervisor was killed from below) are swept:
+# only in a process that starts nothing else (the spawner).
+SWEEP_ORPHANS = False
+MAX_IDLE_SUPERVISORS = 8
+
+
+class _Supervisor:
+    """A per-run supervisor: a fork of this process, a child subreaper, reused run after run
+    (a fork of a Python process costs 1–2 ms; handing a run to a waiting one, microseconds).
+    One run at a time, so everything below it is that run's. It runs as the script user when
+    there is one (set once, when it starts): a script can then signal it (not ptrace it: it
+    changed credentials, so it is not dumpable), and if it is killed, what it supervised comes
+    to this process, a subreaper too, which sweeps it (`SWEEP_ORPHANS`)."""
+
+    idle: ClassVar[dict[tuple[int, int] | None, list[_Supervisor]]] = {}
+    live: ClassVar[set[int]] = set()
+
+    def __init__(self, user: tuple[int, int] | None) -> None:
+        self.user = user
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - the supervisor, which never returns
+            ours.close()
+            _supervisor_main(theirs.fileno(), user)
+        theirs.close()
+        ours.setblocking(False)
+        self.pid, self.sock = pid, ours
+        self.live.add(pid)
+
+    @classmethod
+    def take(cls, user: tuple[int, int] | None) -> _Supervisor:
+        waiting = cls.idle.get(user)
+        return waiting.pop() if waiting else cls(user)
+
+    def give_back(self) -> None:
+        waiting = self.idle.setdefault(self.user, [])
+        if len(waiting) < MAX_IDLE_SUPERVISORS:
+            waiting.append(self)
+        else:  # it exits when its socket closes
+            self.sock.close()
+            self.reap()
+
+    def reap(self) -> None:
+        self.live.discard(self.pid)
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(self.pid, 0)
+
+
 async def run_script(
     command: list[str],
     stdin: bytes,
@@ -245,7 +295,7 @@ async def run_script(
 ) -> RunResult:
     """Run `command` contained (see the module's docstring); `script`, when given, is the
     opened script file, which the script's process gets as `SCRIPT_FD`; `user` (uid, gid): the
-    script runs as that user (no supplementary groups), its supervisor as this process's."""
+    script (and its supervisor) run as that user, with no supplementary groups."""
     run = _ContainedRun(asyncio.get_running_loop(), stdin, label or command[-1])
     try:
         run.start(command, cwd, env, script, timeout_s, user)
@@ -265,14 +315,8 @@ async def run_script(
     return run.done.result()
 
 
-# Live per-run supervisors of this process, and whether orphans re-parented here (a supervisor
-# was killed) are swept: only in a process that starts nothing else (the spawner).
-SUPERVISORS: set[int] = set()
-SWEEP_ORPHANS = False
-
-
 class _ContainedRun:
-    """One supervised run: the supervisor's pid, the pipes, and the answer when it is over."""
+    """One run on a supervisor: the pipes, and the answer when it is over."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop, stdin: bytes, label: str) -> None:
         self.loop = loop
@@ -280,13 +324,13 @@ class _ContainedRun:
         self.started = time.monotonic()
         self.stdin = memoryview(stdin)
         self.done: asyncio.Future[RunResult] = loop.create_future()
-        self.pid = 0
+        self.supervisor: _Supervisor | None = None
         self.fds: dict[str, int] = {}
         self.stdout = bytearray()
         self.stderr = bytearray()
-        self.status = bytearray()
         self.overflow: str | None = None
         self.timed_out = False
+        self.stopped = False
         self.timer: asyncio.TimerHandle | None = None
 
     def elapsed(self) -> float:
@@ -301,39 +345,39 @@ class _ContainedRun:
         timeout_s: float,
         user: tuple[int, int] | None,
     ) -> None:
-        pipes = [os.pipe2(os.O_CLOEXEC) for _ in range(4)]
-        (in_r, in_w), (out_r, out_w), (err_r, err_w), (st_r, st_w) = pipes
-        child = [in_r, out_w, err_w, st_w] + ([script.fd] if script is not None else [])
-        parent = os.getpid()
-        blocked = signal.pthread_sigmask(signal.SIG_BLOCK, containment.SIGNALS)
+        supervisor = _Supervisor.take(user)
+        pipes = [os.pipe2(os.O_CLOEXEC) for _ in range(3)]
+        (in_r, in_w), (out_r, out_w), (err_r, err_w) = pipes
+        theirs = [in_r, out_w, err_w] + ([script.fd] if script is not None else [])
+        request = {"argv": command, "env": dict(env), "cwd": str(cwd), "label": self.label}
         try:
-            pid = os.fork()
-            if pid == 0:  # pragma: no cover - the supervisor, which never returns
-                _supervise(command, str(cwd), dict(env), child, parent, self.label, user)
+            socket.send_fds(supervisor.sock, [json.dumps(request).encode()], theirs)
         except OSError:
             for fd in (fd for pair in pipes for fd in pair):
                 os.close(fd)
+            supervisor.sock.close()
+            supervisor.reap()
             raise
         finally:
-            signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
-        self.pid = pid
-        SUPERVISORS.add(pid)
-        for fd in (in_r, out_w, err_w, st_w):
-            os.close(fd)
-        self.fds = {"stdin": in_w, "stdout": out_r, "stderr": err_r, "status": st_r}
+            for fd in (in_r, out_w, err_w):
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+        self.supervisor = supervisor
+        self.fds = {"stdin": in_w, "stdout": out_r, "stderr": err_r}
         for fd in self.fds.values():
             os.set_blocking(fd, False)
         self.loop.add_reader(out_r, self._read, "stdout")
         self.loop.add_reader(err_r, self._read, "stderr")
-        self.loop.add_reader(st_r, self._read, "status")
+        self.loop.add_reader(supervisor.sock, self._status)
         self._feed()
         self.timer = self.loop.call_later(timeout_s, self._time_out)
 
     def stop(self) -> None:
-        """Ask the supervisor to kill the script and everything it started, now."""
-        if self.pid and not self.done.done():
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(self.pid, signal.SIGTERM)  # not reaped yet: the pid is still its own
+        """Have the supervisor kill the script and everything it started, now."""
+        if self.supervisor is not None and not self.done.done() and not self.stopped:
+            self.stopped = True
+            with contextlib.suppress(OSError):
+                self.supervisor.sock.send(b"kill")
 
     def _time_out(self) -> None:
         self.timed_out = True
@@ -369,13 +413,9 @@ class _ContainedRun:
         except OSError:
             pass
         self._close(name)  # EOF
-        if name == "status":
-            self._finish()
 
     def _keep(self, name: str, chunk: bytes) -> None:
-        if name == "status":
-            self.status += chunk
-        elif name == "stderr":
+        if name == "stderr":
             self.stderr += chunk[: max(MAX_STDERR - len(self.stderr), 0)]  # the rest drained
         elif len(self.stdout) + len(chunk) > MAX_STDOUT:
             self.stdout += chunk[: MAX_STDOUT - len(self.stdout)]
@@ -394,19 +434,30 @@ class _ContainedRun:
             self.loop.remove_reader(fd)
         os.close(fd)
 
-    def _finish(self) -> None:
-        """The supervisor closed its status pipe: it is exiting, and the script and everything
-        below it is dead. What is still in the pipes was written; nothing more can be."""
-        with contextlib.suppress(ChildProcessError):
-            os.waitpid(self.pid, 0)  # its fds are closed: it is a zombie within microseconds
-        SUPERVISORS.discard(self.pid)
+    def _status(self) -> None:
+        """The supervisor's word: the script exited (or was killed) and everything below it is
+        dead and reaped. What is still in the pipes was written; nothing more can be."""
+        supervisor = self.supervisor
+        assert supervisor is not None
+        try:
+            status = supervisor.sock.recv(4096)
+        except BlockingIOError:
+            return
+        except OSError:
+            status = b""
+        self.loop.remove_reader(supervisor.sock)
         if self.timer is not None:
             self.timer.cancel()
+        if status:
+            supervisor.give_back()
+        else:
+            supervisor.sock.close()
+            supervisor.reap()
         for name in ("stdout", "stderr"):
             self._read(name)
         for name in list(self.fds):
             self._close(name)
-        self.done.set_result(self._result(self.status.decode("utf-8", "replace")))
+        self.done.set_result(self._result(status.decode("utf-8", "replace")))
 
     def _result(self, status: str) -> RunResult:
         stdout, stderr = bytes(self.stdout), bytes(self.stderr)
@@ -419,52 +470,97 @@ class _ContainedRun:
         if status == "killed":
             stopped = self.overflow or "script was stopped"
             return RunResult(None, stdout, stderr, self.elapsed(), error=stopped)
-        # Killed before it could tell (a script may signal its own supervisor when they share a
-        # user): its orphans came here; nothing of a finished run may stay.
+        # Killed before it could tell (a script may signal its supervisor when they share a
+        # user): what it supervised came here; nothing of a finished run may stay.
         if SWEEP_ORPHANS:
-            containment.kill_children(keep=SUPERVISORS.__contains__)
+            containment.kill_children(keep=_Supervisor.live.__contains__)
         killed = "the script's supervisor was killed; its processes were"
         return RunResult(None, stdout, stderr, self.elapsed(), error=killed)
 
 
-def _supervise(
-    command: list[str],
-    cwd: str,
-    env: dict[str, str],
-    fds: list[int],
-    parent: int,
-    label: str,
-    user: tuple[int, int] | None,
-) -> None:  # pragma: no cover - runs in the forked supervisor
-    """The per-run supervisor: a fork of the caller, with SIGNALS blocked. Never returns.
-    fds: the script's stdin, stdout, stderr, then the status pipe and the opened script."""
+def _supervisor_main(sock_fd: int, user: tuple[int, int] | None) -> None:  # pragma: no cover
+    """Never returns. Between runs it has no child; during one, everything below it is that
+    run's. It exits when its socket closes (the parent is gone, or has enough idle ones)."""
     try:
-        containment.die_with_parent(parent)
         containment.become_subreaper()
         with contextlib.suppress(ValueError):
             signal.set_wakeup_fd(-1)
-        high = [fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 16) for fd in fds]
-        for target, fd in enumerate(high):
-            os.dup2(fd, target, inheritable=target != 3)
-        containment.close_fds_from(len(high))
-        os.chdir(cwd)
-        try:
-            pid = containment.spawn(command, env, user, setsid=True)
-        except OSError as exc:
-            os.write(3, f"error cannot start {label}: {exc.strerror or exc}".encode())
-            os._exit(0)
-        os.closerange(0, 3)
-        if len(fds) > SCRIPT_FD:
-            os.close(SCRIPT_FD)
-        code = containment.wait_child(pid)
-        containment.kill_children()
-        os.write(3, b"killed" if code is None else f"exit {code}".encode())
-    except BaseException as exc:
+        signal.pthread_sigmask(signal.SIG_SETMASK, ())
+        null = os.open(os.devnull, os.O_RDWR)
+        for fd in (0, 1, 2, 4):  # 4 too: received fds are then never SCRIPT_FD already
+            os.dup2(null, fd, inheritable=False)
+        os.dup2(sock_fd, 3, inheritable=False)
+        containment.close_fds_from(5)
+        if user is not None:
+            os.setgroups([])
+            os.setresgid(user[1], user[1], user[1])
+            os.setresuid(user[0], user[0], user[0])
+        sock = socket.socket(fileno=3)
+        sock.setblocking(True)
+        while True:
+            message, fds, _, _ = socket.recv_fds(sock, 1 << 20, 4)
+            if not message:
+                break
+            if not fds:
+                continue  # a "kill" that crossed the status of the run it was meant for
+            sock.send(_supervise_one(json.loads(message), fds, sock))
+    except BaseException:
+        pass
+    finally:
         with contextlib.suppress(BaseException):
             containment.kill_children()
-            os.write(3, f"error supervisor failed: {exc!r}".encode())
-    finally:
         os._exit(0)
+
+
+def _supervise_one(
+    request: dict[str, Any], fds: list[int], sock: socket.socket
+) -> bytes:  # pragma: no cover - runs in the supervisor
+    """Start the script with `fds` as its stdin, stdout, stderr (and SCRIPT_FD), wait for it
+    (or for "kill"), then kill and reap everything still below: the run's status."""
+    actions: list[tuple[int, int, int]] = [(os.POSIX_SPAWN_DUP2, fd, n) for n, fd in enumerate(fds)]
+    try:
+        for fd in fds:
+            os.set_inheritable(fd, False)
+        os.chdir(request["cwd"])
+        argv = request["argv"]
+        pid = os.posix_spawn(
+            argv[0],
+            argv,
+            request["env"],
+            file_actions=[a if a[2] < 3 else (a[0], a[1], SCRIPT_FD) for a in actions],
+            setsid=True,
+            setsigdef=containment.RESTORE_SIGNALS,
+        )
+    except OSError as exc:
+        return f"error cannot start {request['label']}: {exc.strerror or exc}".encode()
+    finally:
+        for fd in fds:
+            os.close(fd)
+    code: int | None = None
+    try:
+        pidfd = os.pidfd_open(pid)
+    except (OSError, AttributeError):
+        pidfd = None
+    poller = select.poll()
+    poller.register(sock, select.POLLIN)
+    if pidfd is not None:
+        poller.register(pidfd, select.POLLIN)
+    while True:
+        ready = poller.poll(None if pidfd is not None else 10)
+        if any(fd == sock.fileno() for fd, _ in ready):  # "kill", or EOF: the parent is gone
+            if not sock.recv(64):
+                with contextlib.suppress(BaseException):
+                    containment.kill_children()
+                os._exit(0)
+            break
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done == pid:
+            code = os.waitstatus_to_exitcode(status)
+            break
+    if pidfd is not None:
+        os.close(pidfd)
+    containment.kill_children()
+    return b"killed" if code is None else f"exit {code}".encode()
 
 
 PR_SET_CHILD_SUBREAPER = 36
