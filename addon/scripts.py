@@ -6,11 +6,12 @@
   folder and checks the *opened* file's real path (`/proc/self/fd/N`), and the runtime is
   handed that open file (see `script_command`), never the path again.
 - The script gets a minimal environment (none of the proxy's secrets).
-- Contained: a small supervisor (a fork of this process, a child subreaper) starts the script
-  and waits for it; when the script's own process exits, the supervisor kills and reaps every
-  process still below it (daemonized, `setsid`, double-forked: see `addon/hosts/containment.py`),
-  then exits. The run is the script's exit code and what it wrote; a descendant still holding
-  its stdout is killed, not waited for. A timeout tears the same tree down.
+- Contained: a supervisor (a child subreaper, one run at a time, reused: see `_Supervisor`)
+  starts the script and waits for it; when the script's own process exits, the supervisor kills
+  and reaps every process still below it (daemonized, `setsid`, double-forked: see
+  `addon/hosts/containment.py`), then reports. The run is the script's exit code and what it
+  wrote; a descendant still holding its stdout is killed, not waited for. A timeout, a
+  cancelled flow or too much output tears the same tree down.
 - Output is bounded: stdout over `MAX_STDOUT` fails the run; stderr keeps its first
   `MAX_STDERR` bytes and the rest is drained, so a chatty script can never stall on a full pipe.
 """

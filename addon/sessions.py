@@ -89,8 +89,9 @@ def host_command(runtimes: Runtimes, runtime: str, user: tuple[int, int] | None 
     if runtime == "python":
         host = [runtimes.python, str(HOSTS / "python_host.py")]
     elif runtime == "spawner":
-        # The spawner keeps the proxy's user and starts each script as `user` itself: a script
-        # then cannot signal (or ptrace) its supervisor or the spawner.
+        # The spawner keeps the proxy's user and runs each script (and its per-run supervisor)
+        # as `user` itself: a script then cannot signal the spawner, which sweeps up after a
+        # per-run supervisor a script killed.
         spec = f"{user[0]}:{user[1]}" if user is not None else ""
         host = [runtimes.python, str(HOSTS / "spawner.py"), runtimes.node or "", runtimes.bash or "", spec]
         user = None

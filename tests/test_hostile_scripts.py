@@ -92,6 +92,23 @@ def test_nothing_a_per_run_script_starts_outlives_its_run(
     assert run["outcome"] == "responded" and run["exit_code"] == 0
 
 
+@pytest.mark.parametrize("script", ["/escape.py", "/escape.sh"])
+def test_a_script_that_kills_its_supervisor_fails_and_leaves_nothing(
+    proxy: Mitmdump, api: httpx.Client, tmp_path: Path, script: str
+) -> None:
+    """A script sharing its supervisor's user can kill it; what it started is then re-parented
+    to the spawner, which kills it: the run fails, nothing stays."""
+    set_hooks(api, "e2e", "auth", [hook("/**", script, timeout=10_000)])
+    pidfile = tmp_path / "pids"
+    response = send(proxy, **{"x-escape": "kill-supervisor", "x-pidfile": str(pidfile)})
+    assert response.status_code == 502, response.text
+    assert "supervisor was killed" in response.json()["reason"]
+    pids = recorded(pidfile)
+    wait_for(lambda: all(gone(pid) for pid in pids), 10, f"what the run left behind {pids} to be gone")
+    # The spawner carries on: the next run works.
+    assert send(proxy, **{"x-escape": "setsid", "x-pidfile": str(tmp_path / "next")}).status_code == 200
+
+
 def test_a_timed_out_script_takes_its_escapees_with_it(
     proxy: Mitmdump, api: httpx.Client, home: Path, tmp_path: Path
 ) -> None:

@@ -12,11 +12,12 @@ it instead, with the very same `run_script`, and answers with the result:
           "timed_out": …, "error": …}
 
 The script is opened here, beneath the scripts folder (`open_script`), and its runtime reads
-that open file, never the path again. Each run has its own supervisor (a fork of this process,
-a child subreaper) that kills whatever the script left behind when it exits; this worker is a
-subreaper too, and sweeps what a killed supervisor let through. Scripts get this worker's
-environment, which the proxy made minimal; they run as the script user when one is set (this
-worker and the supervisors keep the proxy's user, out of the scripts' reach).
+that open file, never the path again. Each run is handed to a supervisor of its own (a fork of
+this process kept for reuse, a child subreaper) that kills whatever the script left behind when
+it exits; this worker is a subreaper too, and sweeps what a killed supervisor let through.
+Scripts get this worker's environment, which the proxy made minimal; with a script user, the
+scripts and their supervisors run as it, while this worker keeps the proxy's user (out of the
+scripts' reach: it is what catches a killed supervisor's orphans).
 """
 
 from __future__ import annotations

@@ -69,9 +69,13 @@ elif how == "ignore-signals":
     fork(linger)
 elif how == "hold-stdout":
     fork(lambda: linger(keep_stdio=True))
+elif how == "kill-supervisor":
+    fork(setsid_only)
 else:
     sys.exit(f"unknown x-escape {how}")
 
 while not (os.path.exists(pidfile) and Path(pidfile).read_text().endswith("\n")):
     time.sleep(0.005)
+if how == "kill-supervisor":  # whoever waits for us: it shares our user, so we can
+    os.kill(os.getppid(), signal.SIGKILL)
 print(json.dumps({"response": {"status": 200, "body": f"python left one behind ({how})"}}))
