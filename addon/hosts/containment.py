@@ -10,9 +10,15 @@ children are then re-parented to the supervisor and killed on the next round, un
 `waitpid` says there is no child left. A SIGKILLed process cannot fork again, so the rounds
 converge.
 
-The supervisor waits with every signal it cares about blocked and taken by `sigwaitinfo`, so
+Two kinds of supervisor use this: the worker supervisor (`supervisor.py`, one per exec-session
+worker or spawner) waits with every signal it cares about blocked and taken by `sigwaitinfo`, so
 no handler runs at an awkward moment: SIGCHLD (its child may have exited), SIGTERM/SIGINT/SIGHUP
-(tear everything down now; SIGTERM also when its own parent dies, via PR_SET_PDEATHSIG).
+(tear everything down now; SIGTERM also when its own parent dies, via PR_SET_PDEATHSIG). The
+per-run supervisors (`addon.scripts._Supervisor`) wait on a pidfd and their socket instead.
+
+Limits: a process can leave the tree only through something outside it (a daemon it asks to
+start processes: cron, systemd, a container runtime); and a supervisor that shares the script's
+user can be killed by it (then the orphans go to the next subreaper up, which sweeps them).
 """
 
 from __future__ import annotations
