@@ -564,7 +564,6 @@ def _supervise_one(
     return b"killed" if code is None else f"exit {code}".encode()
 
 
-PR_SET_CHILD_SUBREAPER = 36
 REAP_ATTEMPTS = 40
 REAP_INTERVAL_S = 0.05
 

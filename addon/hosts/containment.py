@@ -28,7 +28,7 @@ import ctypes
 import os
 import signal
 import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 
 PR_SET_PDEATHSIG = 1
 PR_SET_CHILD_SUBREAPER = 36
@@ -215,8 +215,3 @@ def parse_user(spec: str | None) -> tuple[int, int] | None:
         return None
     uid, gid = spec.split(":")
     return int(uid), int(gid)
-
-
-def keep_fds(fds: Iterable[int]) -> None:
-    for fd in fds:
-        os.set_inheritable(fd, True)
