@@ -187,6 +187,10 @@ def _script_for(snapshot: Snapshot, hook: Hook, sample: DryRunRequest, scratch: 
     if sample.script_inline is not None:
         name = "inline" + _EXTENSIONS[sample.script_inline.language]
         (scratch / name).write_text(sample.script_inline.source)
+        # Reachable by a hooks_script_user (the folder is its cwd; bash reads the file through
+        # /proc/self/fd), not listable by anyone else.
+        scratch.chmod(0o711)
+        (scratch / name).chmod(0o644)
         return scratch, hook.model_copy(
             update={"script": hook.script.model_copy(update={"path": f"/{name}"})}
         )

@@ -14,6 +14,8 @@ import contextlib
 import datetime as dt
 import functools
 import logging
+import os
+import pwd
 import re
 import socket
 import urllib.parse
@@ -48,6 +50,7 @@ from addon.flows import (
     no_body_after_head,
     request_facts,
 )
+from addon.hosts.containment import kill_other_sessions
 from addon.matching import (
     ClientView,
     CompiledContainer,
@@ -78,12 +81,14 @@ from control_api.server import (
 log = logging.getLogger("proxy_hooks")
 
 DEFAULT_API = "127.0.0.1:8082"
+# hooks_script_user: the API's dry runs have their own workers, started as that user too.
 API_OPTIONS = {
     "hooks_config",
     "hooks_api",
     "hooks_api_token",
     "hooks_allow_inline_scripts",
     "hooks_api_hosts",
+    "hooks_script_user",
 }
 EVENT_OPTIONS = {"hooks_events", "hooks_events_max_rows", "hooks_events_max_age_days", "hooks_events_queue"}
 
@@ -194,6 +199,15 @@ class ProxyHooks:
             "(a guard against DNS rebinding).",
         )
         loader.add_option(
+            "hooks_script_user",
+            Optional[str],  # noqa: UP045
+            None,
+            "When the proxy runs as root: the user (name or uid) hook scripts run as, with that "
+            "user's primary group and no supplementary groups; per-run scripts, the per-run "
+            "spawner and exec-session workers all run as it. The scripts folder must be readable "
+            "by that user. Ignored (with a warning) when the proxy is not root.",
+        )
+        loader.add_option(
             "hooks_api_token",
             Optional[str],  # noqa: UP045
             None,
@@ -219,6 +233,8 @@ class ProxyHooks:
                 "reaches the upstream before a hook can judge the request. Unset it "
                 "(body_size_limit still bounds what the proxy buffers)."
             )
+        if "hooks_script_user" in updated:
+            self.sessions.set_user(_script_user(ctx.options.hooks_script_user))
         if "hooks_exec_idle" in updated:
             if ctx.options.hooks_exec_idle < 1:
                 raise exceptions.OptionsError("hooks_exec_idle must be at least 1 (seconds)")
@@ -242,6 +258,12 @@ class ProxyHooks:
         # Sync on purpose: an async running() breaks mitmproxy's hot reload of the -s file.
         self._running = True
         become_subreaper()
+        if os.geteuid() == 0 and self.sessions.user is None:
+            # A warning, not an error: an ERROR during start-up makes mitmdump exit.
+            log.warning(
+                "proxy-hooks: the proxy runs as root and hook scripts would too; set "
+                "hooks_script_user to run them as an unprivileged user"
+            )
         self._start_background()
 
     def done(self) -> None:
@@ -250,6 +272,9 @@ class ProxyHooks:
         for task in list(self._tasks):
             task.cancel()
         self.sessions.close()  # killed and reaped here: nothing outlives the proxy
+        # And whatever escaped a worker's supervisor (one killed from below, or the API's dry-run
+        # workers not yet stopped): every child of ours in a session of its own is one of those.
+        kill_other_sessions()
 
     # --- flows ---
 
@@ -727,6 +752,28 @@ def _refuse(flow: http.HTTPFlow, status: int, body: dict[str, Any]) -> None:
     except Exception:
         log.exception("proxy-hooks: cannot answer a refused flow; killing it")
         flow.kill()
+
+
+def _script_user(name: str | None) -> tuple[int, int] | None:
+    """hooks_script_user as (uid, gid); None when unset, or when not root (a warning)."""
+    if not name:
+        return None
+    try:
+        entry = pwd.getpwuid(int(name)) if name.isdigit() else pwd.getpwnam(name)
+    except (KeyError, OverflowError):
+        raise exceptions.OptionsError(
+            f"hooks_script_user: no such user {name!r} on this system (give a user name or uid "
+            "from /etc/passwd, e.g. nobody)"
+        ) from None
+    if os.geteuid() != 0:
+        log.warning(
+            "proxy-hooks: hooks_script_user=%s is ignored: the proxy does not run as root, so hook "
+            "scripts run as its own user (uid %d)",
+            name,
+            os.geteuid(),
+        )
+        return None
+    return entry.pw_uid, entry.pw_gid
 
 
 def _route(flow: http.HTTPFlow, upstream: str) -> None:

@@ -16,7 +16,7 @@ from typing import Any
 
 from addon.matching import ClientView, CompiledHook
 from addon.protocol import BadAnswer, Outcome, Phase, ScriptAnswer, parse_answer, parse_answer_object
-from addon.scripts import RunResult, Runtimes, run_script, runtime_name
+from addon.scripts import RunResult, Runtimes, ScriptUnavailable, open_script, run_script, runtime_name
 from addon.sessions import SessionKey, SessionPool, script_stamp, session_runtime
 from addon.validation import resolve_script, script_inside
 
@@ -161,30 +161,38 @@ async def run_hook(
     hook: CompiledHook, event: Mapping[str, Any], scripts_root: Path, execution: Execution
 ) -> Verdict:
     script_path = hook.hook.script.path
-    script = resolve_script(scripts_root, script_path)
-    # Checked again at run time: a symlink may have changed since the file was validated.
-    if not script_inside(scripts_root, script_path):
-        return Verdict("failed", reason=f"script {script_path} resolves outside the scripts folder")
-    try:
-        info = os.stat(script)
-    except OSError:
-        info = None
-    if info is None or not stat.S_ISREG(info.st_mode):
-        return Verdict("failed", reason=f"script not found: {script_path} (looked in {scripts_root.name}/)")
     timeout_s = hook.hook.timeout / 1000
-    session = session_runtime(script) if hook.hook.script.execId else None
+    session = session_runtime(script_path) if hook.hook.script.execId else None
     if session is not None and execution.sessions is not None:
         assert hook.hook.script.execId is not None
+        # The worker opens and checks the file itself when it (re)loads it; checked here too, and
+        # stat'ed for the stamp that tells it the file changed.
+        script = resolve_script(scripts_root, script_path)
+        if not script_inside(scripts_root, script_path):
+            return Verdict("failed", reason=f"script {script_path} resolves outside the scripts folder")
+        try:
+            info = os.stat(script)
+        except OSError:
+            info = None
+        if info is None or not stat.S_ISREG(info.st_mode):
+            missing = f"script not found: {script_path} (looked in {scripts_root.name}/)"
+            return Verdict("failed", reason=missing)
         key = SessionKey(str(event["container"]), hook.hook.script.execId, session)
         result = await execution.sessions.run(key, script, script_stamp(info), event, timeout_s, scripts_root)
         return judge(result, event["phase"], hook.hook.timeout)
+    if execution.sessions is not None:  # opened and started there; the event encoded once, there
+        result = await execution.sessions.spawn(script_path, event, timeout_s, scripts_root)
+        return judge(result, event["phase"], hook.hook.timeout)
     try:
-        command = execution.runtimes.command(script)
+        opened = open_script(scripts_root, script_path)
+    except ScriptUnavailable as exc:
+        return Verdict("failed", reason=str(exc))
+    try:
+        command = execution.runtimes.script_command(opened.real)
+        stdin = json.dumps(event).encode()
+        result = await run_script(command, stdin, timeout_s, scripts_root, execution.env, opened, opened.real)
     except FileNotFoundError as exc:
         return Verdict("failed", reason=str(exc))
-    if execution.sessions is not None:  # the event goes as an object, encoded once, there
-        result = await execution.sessions.spawn(command, event, timeout_s, scripts_root)
-    else:
-        stdin = json.dumps(event).encode()
-        result = await run_script(command, stdin, timeout_s, scripts_root, execution.env)
+    finally:
+        os.close(opened.fd)
     return judge(result, event["phase"], hook.hook.timeout)

@@ -13,6 +13,13 @@ at once. The proxy never trusts a worker to behave:
 - a worker idle for `idle_s` exits; `close()` kills every worker (and whatever it started) and
   reaps them, so nothing outlives the proxy.
 
+Each worker runs under its own supervisor (`addon/hosts/supervisor.py`, a child subreaper): when
+the worker exits or is stopped, the supervisor kills and reaps everything still below it, what a
+`handle()` daemonized or `setsid`ed included, then exits like the worker. The proxy stops a
+worker by asking its supervisor (SIGTERM), never by killing the supervisor first. With a script
+user, an exec-session worker runs as that user and its supervisor keeps the proxy's; the
+spawner keeps the proxy's user too, and starts each per-run script as the script user.
+
 Workers are plain `subprocess.Popen` children watched through pidfds, not asyncio subprocesses:
 `close()` must reap synchronously from mitmproxy's sync `done` hook, which asyncio's child
 watchers would race.
@@ -34,6 +41,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from addon.hosts.containment import children
 from addon.protocol import TOO_DEEP
 from addon.scripts import MAX_STDOUT, RunResult, Runtimes, reap_group, runtime_name
 
@@ -78,14 +86,26 @@ SPAWNER = SessionKey("*", "per-run spawner", "spawner")
 SPAWN_GRACE_S = 2.0
 
 
-def host_command(runtimes: Runtimes, runtime: str) -> list[str]:
+def host_command(runtimes: Runtimes, runtime: str, user: tuple[int, int] | None = None) -> list[str]:
+    """The worker's command, under its supervisor (which runs it as `user`, when set)."""
     if runtime == "python":
-        return [runtimes.python, str(HOSTS / "python_host.py")]
-    if runtime == "spawner":
-        return [runtimes.python, str(HOSTS / "spawner.py")]
-    if runtimes.node is None:
+        host = [runtimes.python, str(HOSTS / "python_host.py")]
+    elif runtime == "spawner":
+        # The spawner keeps the proxy's user and runs each script (and its per-run supervisor)
+        # as `user` itself: a script then cannot signal the spawner, which sweeps up after a
+        # per-run supervisor a script killed.
+        spec = f"{user[0]}:{user[1]}" if user is not None else ""
+        host = [runtimes.python, str(HOSTS / "spawner.py"), runtimes.node or "", runtimes.bash or "", spec]
+        user = None
+    elif runtimes.node is None:
         raise FileNotFoundError("node is not installed (needed for JavaScript hooks)")
-    return [runtimes.node, str(HOSTS / "node_host.cjs")]
+    else:
+        host = [runtimes.node, str(HOSTS / "node_host.cjs")]
+    # -I -S: the supervisor is stdlib only and starts in a few milliseconds, once per worker.
+    supervisor = [runtimes.python, "-I", "-S", str(HOSTS / "supervisor.py")]
+    if user is not None:
+        supervisor += ["--user", f"{user[0]}:{user[1]}"]
+    return [*supervisor, "--", *host]
 
 
 class _Lines(asyncio.Protocol):
@@ -158,6 +178,7 @@ class Worker:
     _ping: int | None = None
     _idle: asyncio.TimerHandle | None = None
     _last_active: float = field(default_factory=time.monotonic)
+    _worker_pid: int | None = None
 
     @property
     def alive(self) -> bool:
@@ -165,7 +186,14 @@ class Worker:
 
     @property
     def pid(self) -> int | None:
-        return None if self.proc is None else self.proc.pid
+        """The worker's own pid (its supervisor's while it is starting, or if it is gone)."""
+        if self.proc is None:
+            return None
+        if self._worker_pid is None and self.alive:
+            found = children(self.proc.pid) if self.proc.poll() is None else []
+            if found:
+                self._worker_pid = found[0]
+        return self._worker_pid or self.proc.pid
 
     @property
     def in_flight(self) -> int:
@@ -184,7 +212,7 @@ class Worker:
                 pass_fds=(answers_write,),
                 cwd=self.cwd,
                 env=dict(self.env),
-                start_new_session=True,  # its own group: killing it kills what it started
+                start_new_session=True,  # its own session and group
             )
         except OSError:
             os.close(answers_read)
@@ -255,10 +283,19 @@ class Worker:
             self.state, self.end_reason = "stopping", reason
         self._end(reason)
         if self.proc is not None:
-            with contextlib.suppress(subprocess.TimeoutExpired):
+            try:
                 self.proc.wait(timeout=STOP_GRACE_S)
+            except subprocess.TimeoutExpired:
+                self._kill_group()  # its supervisor did not finish in time
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    self.proc.wait(timeout=STOP_GRACE_S)
             _reap_group_now(self.proc.pid, time.monotonic() + STOP_GRACE_S)
         self._close_pidfd()
+
+    def _kill_group(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
 
     # --- internals ---
 
@@ -336,9 +373,13 @@ class Worker:
         self.state = "dead"
         if not expected:
             self.end_reason = reason
-        if self.proc is not None:
+        if self.proc is not None and self.proc.poll() is None:
+            # Its supervisor kills the worker and everything below it, reaps them, then exits
+            # (the pidfd reader reaps it); a supervisor that has not by then is killed outright.
             with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(self.proc.pid, signal.SIGKILL)
+                os.kill(self.proc.pid, signal.SIGTERM)
+            with contextlib.suppress(RuntimeError):
+                asyncio.get_running_loop().call_later(STOP_GRACE_S, self._kill_group)
         tail = self._output.tail.decode("utf-8", "replace").strip() if self._output else ""
         message = f"{self.key} {self.end_reason}" + (f"; its last output: {tail[-500:]}" if tail else "")
         for pending in self._pending.values():
@@ -464,10 +505,17 @@ class _Health:
 class SessionPool:
     """The exec-session workers of one proxy (or one control API, for its dry runs)."""
 
-    def __init__(self, runtimes: Runtimes, env: Mapping[str, str], idle_s: float = DEFAULT_IDLE_S) -> None:
+    def __init__(
+        self,
+        runtimes: Runtimes,
+        env: Mapping[str, str],
+        idle_s: float = DEFAULT_IDLE_S,
+        user: tuple[int, int] | None = None,
+    ) -> None:
         self.runtimes = runtimes
         self.env = env
         self.idle_s = idle_s
+        self.user = user  # (uid, gid) workers and scripts run as; None: the proxy's own
         self._workers: dict[SessionKey, Worker] = {}
         self._starting: dict[SessionKey, asyncio.Task[None]] = {}
         self._health: dict[SessionKey, _Health] = {}
@@ -481,13 +529,23 @@ class SessionPool:
         return await self._call(key, str(script), payload, timeout_s, cwd)
 
     async def spawn(
-        self, command: list[str], event: Mapping[str, Any], timeout_s: float, cwd: Path
+        self, script: str, event: Mapping[str, Any], timeout_s: float, scripts_root: Path
     ) -> RunResult:
-        """A per-run script, started by the spawner worker (see `addon/hosts/spawner.py`): the
-        fork, exec and pipes cost the spawner's CPU, not the proxy's. The spawner enforces the
-        timeout; the proxy's own deadline is a safety net behind it."""
-        payload = {"command": command, "event": event, "timeout": timeout_s, "cwd": str(cwd)}
-        return await self._call(SPAWNER, command[-1], payload, timeout_s + SPAWN_GRACE_S, cwd)
+        """A per-run script (the hook's `script.path`), opened beneath `scripts_root` and started
+        by the spawner worker (see `addon/hosts/spawner.py`): the open, fork, exec and pipes cost
+        the spawner's CPU, not the proxy's. The spawner enforces the timeout; the proxy's own
+        deadline is a safety net behind it."""
+        payload = {"script": script, "root": str(scripts_root), "event": event, "timeout": timeout_s}
+        return await self._call(SPAWNER, script, payload, timeout_s + SPAWN_GRACE_S, scripts_root)
+
+    def set_user(self, user: tuple[int, int] | None) -> None:
+        """Workers started from now on run as `user`; running ones are stopped (the next run
+        starts a new one)."""
+        if user == self.user:
+            return
+        self.user = user
+        for worker in list(self._workers.values()):
+            worker.stop("stopped: the script user changed")
 
     async def _call(
         self, key: SessionKey, label: str, payload: Mapping[str, Any], timeout_s: float, cwd: Path
@@ -524,7 +582,7 @@ class SessionPool:
             return worker
         worker = Worker(
             key,
-            host_command(self.runtimes, key.runtime),
+            host_command(self.runtimes, key.runtime, self.user),
             cwd,
             self.env,
             self.idle_s,

@@ -193,8 +193,14 @@ def resolve_script(scripts_root: Path, script_path: str) -> Path:
 
 
 def script_inside(scripts_root: Path, script_path: str) -> bool:
-    real_root = os.path.realpath(scripts_root)
-    real = os.path.realpath(resolve_script(scripts_root, script_path))
+    """For messages: where the path leads now. What runs is checked on the opened file
+    (`addon.scripts.open_script`). A path changing while it is resolved (realpath's readlink
+    of what was a symlink a moment before: EINVAL) is not inside."""
+    try:
+        real_root = os.path.realpath(scripts_root)
+        real = os.path.realpath(resolve_script(scripts_root, script_path))
+    except OSError:
+        return False
     return real == real_root or real.startswith(real_root + os.sep)
 
 

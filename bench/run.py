@@ -245,9 +245,9 @@ def run_cost_rows(runs: int = 300) -> list[tuple[str, float, float]]:
     async def main() -> None:
         pool = SessionPool(Runtimes.detect(), minimal_env())
         calls: list[tuple[str, Callable[[], Any]]] = [
-            ("per-run, started in the proxy (asyncio subprocess)",
+            ("per-run, started in the proxy's own process",
              lambda: run_script(command, stdin, 5, home, minimal_env())),
-            ("per-run, started by the spawner worker", lambda: pool.spawn(command, event, 5, home)),
+            ("per-run, started by the spawner worker", lambda: pool.spawn("/c.sh", event, 5, home)),
             ("exec session (python handle)", lambda: pool.run(key, home / "h.py", stamp, event, 5, home)),
         ]  # fmt: skip
         for label, call in calls:

@@ -154,7 +154,8 @@ def make_app(
     app[HOST_POLICY] = HostPolicy.build(listen_host, api_hosts)
     app[ALLOW_INLINE] = allow_inline_scripts
     runtimes, env = Runtimes.detect(), minimal_env()
-    dry_run_sessions = SessionPool(runtimes, env, idle_s=DRY_RUN_IDLE_S)
+    user = live_sessions.user if live_sessions is not None else None  # hooks_script_user
+    dry_run_sessions = SessionPool(runtimes, env, idle_s=DRY_RUN_IDLE_S, user=user)
     app[EXECUTION] = Execution(runtimes, env, dry_run_sessions)
     app.on_cleanup.append(lambda _: _close(dry_run_sessions))
     if live_sessions is not None:

@@ -260,21 +260,25 @@ def test_an_es_module_serves_a_session(proxy: Mitmdump, api: httpx.Client) -> No
 
 
 def test_per_run_scripts_are_started_by_the_spawner(proxy: Mitmdump, api: httpx.Client) -> None:
-    """Hooks without execId still run one process per run, but the spawner worker forks them,
-    not the proxy's event loop; when it dies, the next run gets a new one."""
+    """Hooks without execId still run one process per run, but the spawner worker forks them
+    (through a per-run supervisor, a fork of its own), not the proxy's event loop; when it dies,
+    the next run gets a new one."""
     set_hooks(api, "e2e", "auth", [hook("/**", "/act.py")])
 
-    def parent() -> int:
+    def parents() -> tuple[int, int]:
         response = send(proxy, "parent")
         assert response.status_code == 200, response.text
-        return int(response.json()["ppid"])
+        return int(response.json()["ppid"]), int(response.json()["grandparent"])
 
-    first = parent()
+    supervisor, first = parents()
     [spawner] = workers(api, "per-run spawner")
     assert spawner["pid"] == first != proxy.proc.pid
+    assert supervisor not in (first, proxy.proc.pid)
     os.kill(first, 9)
     wait_for(lambda: gone(first), 10, "the killed spawner to be reaped")
-    second = wait_for(lambda: (r := send(proxy, "parent")).status_code == 200 and r.json()["ppid"], 10)
+    second = wait_for(
+        lambda: (r := send(proxy, "parent")).status_code == 200 and r.json()["grandparent"], 10
+    )
     assert second not in (first, proxy.proc.pid)
 
 

@@ -12,6 +12,7 @@
 
 const fs = require('node:fs');
 const path = require('node:path');
+const Module = require('node:module');
 const readline = require('node:readline');
 const { AsyncLocalStorage } = require('node:async_hooks');
 const { pathToFileURL } = require('node:url');
@@ -56,26 +57,73 @@ class LoadError extends Error {}
 
 const scripts = new Map(); // path -> {stamp, handle: Promise<function>}
 
-async function importModule(file, stamp) {
-  // The query makes a changed file a new module: ES modules cannot be unloaded.
-  return import(`${pathToFileURL(file).href}?stamp=${encodeURIComponent(stamp)}`);
+// The scripts folder's real path: the worker starts in it (see Worker.start in sessions.py).
+const ROOT = process.cwd();
+
+// The source of the file `file` opens, and its real path, which must be beneath ROOT: checked
+// on the open file, so a symlink swapped in between cannot make this load anything else.
+function readBeneath(file, shown) {
+  const name = path.basename(file);
+  let fd;
+  try {
+    fd = fs.openSync(file, fs.constants.O_RDONLY | fs.constants.O_NONBLOCK | fs.constants.O_NOCTTY);
+  } catch (err) {
+    throw new LoadError(`cannot load ${name}: ${err.message}`);
+  }
+  try {
+    const real = fs.readlinkSync(`/proc/self/fd/${fd}`).replace(/ \(deleted\)$/, '');
+    if (!real.startsWith(ROOT.replace(/\/$/, '') + '/')) {
+      throw new LoadError(`script ${shown} resolves outside the scripts folder`);
+    }
+    if (!fs.fstatSync(fd).isFile()) throw new LoadError(`cannot load ${name}: not a regular file`);
+    return { real, source: fs.readFileSync(fd, 'utf8') };
+  } finally {
+    fs.closeSync(fd);
+  }
 }
 
-async function load(file, stamp) {
+function packageType(dir) {
+  for (;;) {
+    try { return JSON.parse(fs.readFileSync(path.join(dir, 'package.json'), 'utf8')).type; } catch {}
+    const up = path.dirname(dir);
+    if (up === dir) return undefined;
+    dir = up;
+  }
+}
+
+// An ES module from the source read: the loader is handed that source for its URL (the query
+// makes a changed file a new module: ES modules cannot be unloaded).
+const ESM_HOOKS = `let url, source;
+export async function initialize(data) { url = data.url; source = data.source; }
+export async function resolve(s, c, next) {
+  return s === url ? { url, format: 'module', shortCircuit: true } : next(s, c);
+}
+export async function load(u, c, next) {
+  return u === url ? { format: 'module', source, shortCircuit: true } : next(u, c);
+}`;
+
+async function importModule(real, source, stamp) {
+  const url = `${pathToFileURL(real).href}?stamp=${encodeURIComponent(stamp)}`;
+  Module.register('data:text/javascript,' + encodeURIComponent(ESM_HOOKS), { data: { url, source } });
+  return import(url);
+}
+
+function compileCommonJS(real, source) {
+  const mod = new Module(real, null);
+  mod.filename = real;
+  mod.paths = Module._nodeModulePaths(path.dirname(real));
+  mod._compile(source, real);
+  mod.loaded = true;
+  return mod.exports;
+}
+
+async function load(file, stamp, shown) {
   const name = path.basename(file);
+  const { real, source } = readBeneath(file, shown);
   let mod;
   try {
-    if (file.endsWith('.mjs')) {
-      mod = await importModule(file, stamp);
-    } else {
-      delete require.cache[file];
-      try {
-        mod = require(file);
-      } catch (err) {
-        if (err && err.code === 'ERR_REQUIRE_ESM') mod = await importModule(file, stamp);
-        else throw err;
-      }
-    }
+    const esm = real.endsWith('.mjs') || (!real.endsWith('.cjs') && packageType(path.dirname(real)) === 'module');
+    mod = esm ? await importModule(real, source, stamp) : compileCommonJS(real, source);
   } catch (err) {
     console.error(err && err.stack ? err.stack : String(err));
     const hint = /import statement|export/.test(String(err && err.message))
@@ -87,10 +135,10 @@ async function load(file, stamp) {
   return handle;
 }
 
-function handleFor(file, stamp) {
+function handleFor(file, stamp, shown) {
   let entry = scripts.get(file);
   if (!entry || entry.stamp !== stamp) {
-    entry = { stamp, handle: load(file, stamp) };
+    entry = { stamp, handle: load(file, stamp, shown) };
     entry.handle.catch(() => {}); // reported to the run that awaits it
     scripts.set(file, entry);
   }
@@ -134,7 +182,8 @@ async function run(frame) {
   await currentLog.run(log, async () => {
     let handle;
     try {
-      handle = await handleFor(frame.script, frame.stamp);
+      const hook = (frame.event && frame.event.hook) || {};
+      handle = await handleFor(frame.script, frame.stamp, (hook.script && hook.script.path) || frame.script);
     } catch (err) {
       Object.assign(reply, { error: err instanceof LoadError ? err.message : describe(err), kind: 'load' });
       return;

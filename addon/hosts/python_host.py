@@ -27,6 +27,7 @@ import inspect
 import io
 import json
 import os
+import stat
 import sys
 import traceback
 from typing import Any
@@ -41,6 +42,8 @@ sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") not in (_ROOT, o
 for _name in [n for n in sys.modules if n == "addon" or n.startswith("addon.")]:
     del sys.modules[_name]
 
+# The scripts folder's real path: the worker starts in it (see `Worker.start`).
+ROOT = os.getcwd()
 MAX_LOG = 64 * 1024
 MAX_ANSWER = 1024 * 1024
 
@@ -114,27 +117,31 @@ class Scripts:
         self.loaded: dict[str, tuple[str, Any]] = {}
         self.count = 0
 
-    def handle_for(self, path: str, stamp: str) -> Any:
+    def handle_for(self, path: str, stamp: str, shown: str) -> Any:
         cached = self.loaded.get(path)
         if cached is None or cached[0] != stamp:
-            cached = (stamp, self._load(path))
+            cached = (stamp, self._load(path, shown))
             self.loaded[path] = cached
         if isinstance(cached[1], LoadError):
             raise cached[1]
         return cached[1]
 
-    def _load(self, path: str) -> Any:
+    def _load(self, path: str, shown: str) -> Any:
         name = os.path.basename(path)
+        try:
+            real, source = read_beneath(path, ROOT, shown)
+        except LoadError as exc:
+            return exc
         self.count += 1
-        spec = importlib.util.spec_from_file_location(f"proxy_hooks_script_{self.count}", path)
-        if spec is None or spec.loader is None:
-            return LoadError(f"cannot load {name}: not a Python module")
+        spec = importlib.util.spec_from_loader(f"proxy_hooks_script_{self.count}", None, origin=real)
+        assert spec is not None
         module = importlib.util.module_from_spec(spec)
-        folder = os.path.dirname(path)
+        module.__file__ = real
+        folder = os.path.dirname(real)
         if folder not in sys.path:
             sys.path.insert(0, folder)  # as `python script.py` would: helpers beside it import
         try:
-            spec.loader.exec_module(module)
+            exec(compile(source, real, "exec"), module.__dict__)
         except BaseException as exc:
             if isinstance(exc, asyncio.CancelledError | KeyboardInterrupt):
                 raise
@@ -146,6 +153,27 @@ class Scripts:
         return handle
 
 
+def read_beneath(path: str, root: str, shown: str | None = None) -> tuple[str, bytes]:
+    """The source of the file `path` opens, and its real path, which must be beneath `root`
+    (the scripts folder's real path): checked on the open file, so a symlink swapped in
+    between cannot make this load anything else."""
+    shown = shown or path
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOCTTY | os.O_NONBLOCK)
+    except OSError as exc:
+        raise LoadError(f"cannot load {os.path.basename(path)}: {exc.strerror or exc}") from None
+    try:
+        real = os.readlink(f"/proc/self/fd/{fd}").removesuffix(" (deleted)")
+        if not real.startswith(root.rstrip("/") + "/"):
+            raise LoadError(f"script {shown} resolves outside the scripts folder")
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise LoadError(f"cannot load {os.path.basename(path)}: not a regular file")
+        with os.fdopen(os.dup(fd), "rb") as f:
+            return real, f.read()
+    finally:
+        os.close(fd)
+
+
 class Host:
     def __init__(self) -> None:
         self.scripts = Scripts()
@@ -155,7 +183,8 @@ class Host:
         current_log.set(log)  # this task's own context: only this run's writes land in it
         reply: dict[str, Any] = {}
         try:
-            handle = self.scripts.handle_for(frame["script"], frame["stamp"])
+            shown = str(frame["event"].get("hook", {}).get("script", {}).get("path") or frame["script"])
+            handle = self.scripts.handle_for(frame["script"], frame["stamp"], shown)
         except LoadError as exc:
             reply.update(error=str(exc), kind="load")
         else:

@@ -56,7 +56,10 @@ elif act == "hang":
         f.write(f"{os.getpid()} {child.pid}")
     time.sleep(300)
 elif act == "parent":
-    print(json.dumps({"response": {"status": 200, "body": {"ppid": os.getppid()}}}))
+    ppid = os.getppid()
+    with open(f"/proc/{ppid}/stat") as f:
+        grandparent = int(f.read().rsplit(")", 1)[1].split()[1])
+    print(json.dumps({"response": {"status": 200, "body": {"ppid": ppid, "grandparent": grandparent}}}))
 elif act == "env":
     print(json.dumps({"response": {"status": 200, "body": dict(os.environ)}}))
 elif act == "echo":
