@@ -67,6 +67,7 @@ from addon.recorder import LogRecorder, Recorder
 from addon.scripts import Runtimes, become_subreaper, minimal_env
 from addon.sessions import DEFAULT_IDLE_S, SessionPool
 from addon.watcher import watch_hooks_files
+from control_api.app import ApiSettings
 from control_api.hosts import parse_hosts
 from control_api.server import (
     ListenError,
@@ -89,6 +90,7 @@ API_OPTIONS = {
     "hooks_allow_inline_scripts",
     "hooks_api_hosts",
     "hooks_script_user",
+    "hooks_encoded_slashes",  # the API's explain and dry runs read paths as the proxy does
 }
 EVENT_OPTIONS = {"hooks_events", "hooks_events_max_rows", "hooks_events_max_age_days", "hooks_events_queue"}
 
@@ -648,15 +650,15 @@ class ProxyHooks:
     async def _serve_api(self, sock: socket.socket) -> None:
         assert self.containers is not None
         token = resolve_token(ctx.options.hooks_api_token)
-        self._api_runner, self._api_server = await serve_socket(
-            self.containers,
-            sock,
+        settings = ApiSettings(
             token,
-            self.events,
             ctx.options.hooks_allow_inline_scripts,
-            self.sessions,
-            api_hosts=parse_hosts(ctx.options.hooks_api_hosts),
-            listen_host=parse_listen(ctx.options.hooks_api)[0],
+            tuple(parse_hosts(ctx.options.hooks_api_hosts)),
+            parse_listen(ctx.options.hooks_api)[0],
+            self.encoded_slashes,  # explain and dry runs read paths as this proxy does
+        )
+        self._api_runner, self._api_server = await serve_socket(
+            self.containers, sock, settings, self.events, self.sessions
         )
         self.api_url = url_of(sock)
         log.info("proxy-hooks control API listening on %s", self.api_url)

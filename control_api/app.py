@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import sqlite3
-from collections.abc import Iterable
+from dataclasses import dataclass
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
@@ -14,6 +14,7 @@ from addon.catalog import session_problems
 from addon.containers import Containers
 from addon.engine import Execution
 from addon.event_recorder import EventRecorder
+from addon.paths import EncodedSlashes
 from addon.scripts import Runtimes, minimal_env
 from addon.sessions import SessionPool
 from control_api import debug_routes, events_routes, hooks_routes, openapi
@@ -23,6 +24,7 @@ from control_api.hosts import HostPolicy
 from control_api.keys import (
     ALLOW_INLINE,
     CONTAINERS,
+    ENCODED_SLASHES,
     ETAG,
     EVENTS,
     EXECUTION,
@@ -134,25 +136,33 @@ async def _close(sessions: SessionPool) -> None:
     sessions.close()
 
 
+@dataclass(frozen=True)
+class ApiSettings:
+    """How one control API serves: who may call it and what it may do. The proxy builds it from
+    its options (so the API reads requests as the proxy does), `proxy-hooks api` from its flags."""
+
+    token: str = ""
+    allow_inline_scripts: bool = False
+    api_hosts: tuple[str, ...] = ()  # Host names allowed besides the listen address and loopback
+    listen_host: str | None = None  # the name the API was asked to listen on
+    encoded_slashes: EncodedSlashes = "reject"  # the proxy's hooks_encoded_slashes
+
+
 def make_app(
     containers: Containers,
-    token: str = "",
+    settings: ApiSettings = ApiSettings(),
     events: EventRecorder | None = None,
-    allow_inline_scripts: bool = False,
     live_sessions: SessionPool | None = None,
-    api_hosts: Iterable[str] = (),
-    listen_host: str | None = None,
 ) -> web.Application:
-    """`live_sessions`: the proxy's exec sessions, when the API runs inside the proxy.
-    `api_hosts`: Host names allowed besides the listen address and loopback (`name` or
-    `name:port`); `listen_host`: the name the API was asked to listen on."""
+    """`live_sessions`: the proxy's exec sessions, when the API runs inside the proxy."""
     app = web.Application(
         middlewares=[envelope_middleware, access_middleware], client_max_size=MAX_BODY_BYTES
     )
     app[CONTAINERS] = containers
-    app[TOKEN] = token
-    app[HOST_POLICY] = HostPolicy.build(listen_host, api_hosts)
-    app[ALLOW_INLINE] = allow_inline_scripts
+    app[TOKEN] = settings.token
+    app[HOST_POLICY] = HostPolicy.build(settings.listen_host, settings.api_hosts)
+    app[ALLOW_INLINE] = settings.allow_inline_scripts
+    app[ENCODED_SLASHES] = settings.encoded_slashes
     runtimes, env = Runtimes.detect(), minimal_env()
     user = live_sessions.user if live_sessions is not None else None  # hooks_script_user
     dry_run_sessions = SessionPool(runtimes, env, idle_s=DRY_RUN_IDLE_S, user=user)

@@ -19,6 +19,8 @@ from addon.event_recorder import EventRecorder, default_events_path
 from addon.event_store import SQLiteEventStore
 from addon.explain import MatchQuery, explain
 from addon.matching import CompiledContainer
+from addon.paths import ENCODED_SLASH_MODES
+from control_api.app import ApiSettings
 from control_api.hosts import parse_hosts
 from control_api.server import (
     DEFAULT_LISTEN,
@@ -67,6 +69,13 @@ def _parser() -> argparse.ArgumentParser:
         default=[],
         metavar="NAME[:PORT]",
         help=API_HOST_HELP,
+    )
+    api.add_argument(
+        "--encoded-slashes",
+        choices=ENCODED_SLASH_MODES,
+        default="reject",
+        help="read %%2F, %%5C and \\ in explained and dry-run paths as the proxies do "
+        "(their hooks_encoded_slashes; default reject)",
     )
     api.add_argument(
         "--events",
@@ -125,7 +134,7 @@ def _parser() -> argparse.ArgumentParser:
     exp.add_argument("--sni", default=None, help="the TLS server name the client sends, if any")
     exp.add_argument(
         "--encoded-slashes",
-        choices=["reject", "decode"],
+        choices=ENCODED_SLASH_MODES,
         default="reject",
         help="as the proxy's hooks_encoded_slashes (default reject)",
     )
@@ -154,15 +163,9 @@ def _events_reader(path: str) -> EventRecorder | None:
 
 
 async def _serve(
-    containers: Containers,
-    host: str,
-    port: int,
-    token: str,
-    events: EventRecorder | None,
-    allow_inline: bool,
-    api_hosts: list[str],
+    containers: Containers, host: str, port: int, settings: ApiSettings, events: EventRecorder | None
 ) -> None:
-    runner = await start_api(containers, host, port, token, events, allow_inline, api_hosts)
+    runner = await start_api(containers, host, port, settings, events)
     names = ", ".join(f"{name} v{store.last_good.version}" for name, store in containers if store.last_good)
     for url in describe_addresses(runner):
         print(f"proxy-hooks api listening on {url} (containers: {names})", flush=True)
@@ -192,17 +195,8 @@ def _run_api(args: argparse.Namespace) -> int:
             print(f"  {line}", file=sys.stderr)
         return 2
     try:
-        asyncio.run(
-            _serve(
-                containers,
-                host,
-                port,
-                token,
-                _events_reader(args.events),
-                args.allow_inline_scripts,
-                api_hosts,
-            )
-        )
+        settings = ApiSettings(token, args.allow_inline_scripts, tuple(api_hosts), None, args.encoded_slashes)
+        asyncio.run(_serve(containers, host, port, settings, _events_reader(args.events)))
     except OSError as exc:
         print(f"proxy-hooks api: cannot listen on {args.listen}: {exc.strerror or exc}", file=sys.stderr)
         return 2

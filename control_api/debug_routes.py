@@ -15,7 +15,7 @@ from addon.matching import CompiledContainer
 from addon.validation import InvalidInput, parse_model
 from control_api.envelope import ApiError, ok
 from control_api.hooks_routes import find_hook, load_container, read_body
-from control_api.keys import ALLOW_INLINE, CONTAINERS, EVENTS, EXECUTION
+from control_api.keys import ALLOW_INLINE, CONTAINERS, ENCODED_SLASHES, EVENTS, EXECUTION
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +48,7 @@ async def explain_match(request: web.Request) -> web.Response:
         query = parse_model(MatchQuery, raw)
     except InvalidInput as exc:
         raise ApiError(422, "Invalid match request", "VALIDATION_ERROR", exc.problems) from None
-    result = explain([CompiledContainer.compile(snapshot)], query)
+    result = explain([CompiledContainer.compile(snapshot)], query, request.app[ENCODED_SLASHES])
     return ok("Match explained", result)
 
 
@@ -68,6 +68,7 @@ async def test_hook(request: web.Request) -> web.Response:
             sample,
             request.app[EXECUTION],
             request.app[ALLOW_INLINE],
+            request.app[ENCODED_SLASHES],
         )
     except InvalidInput as exc:
         raise ApiError(422, "Invalid dry run", "VALIDATION_ERROR", exc.problems) from None

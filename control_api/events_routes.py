@@ -142,9 +142,7 @@ async def stream_events(request: web.Request) -> web.StreamResponse:
     last_id = request.headers.get("Last-Event-ID", "").strip()
     if last_id and not _SEQ.fullmatch(last_id):
         raise _invalid_query([Problem("Last-Event-ID", "must be the id of an event this stream sent")])
-    after = (
-        int(last_id) if last_id else await read_store(events, events.store.last_seq, snapshot.container)
-    )
+    after = int(last_id) if last_id else await read_store(events, events.store.last_seq, snapshot.container)
     await read_store(events, events.store.probe)  # 503 now rather than a stream that ends at once
     response = web.StreamResponse(
         headers={

@@ -7,6 +7,7 @@ from aiohttp import web
 from addon.containers import Containers
 from addon.engine import Execution
 from addon.event_recorder import EventRecorder
+from addon.paths import EncodedSlashes
 from addon.sessions import SessionPool
 from control_api.hosts import HostPolicy
 
@@ -20,6 +21,8 @@ EVENTS = web.AppKey("events", EventRecorder)
 # Whether a dry run may bring its own script source (hooks_allow_inline_scripts; off by default:
 # the API must not become a way to run arbitrary code).
 ALLOW_INLINE = web.AppKey("allow_inline_scripts", bool)
+# How explain and dry runs read a path's %2F/%5C: as the proxy does (hooks_encoded_slashes).
+ENCODED_SLASHES: web.AppKey[EncodedSlashes] = web.AppKey("encoded_slashes")
 # How dry runs execute scripts: exec-session hooks get workers of the API's own (never the live
 # traffic's, whose module state a dry run must not touch).
 EXECUTION = web.AppKey("execution", Execution)

@@ -7,17 +7,17 @@ the proxy runs; the check happens before anything binds.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import ipaddress
 import os
 import socket
-from collections.abc import Sequence
 
 from aiohttp import web
 
 from addon.containers import Containers
 from addon.event_recorder import EventRecorder
 from addon.sessions import SessionPool
-from control_api.app import make_app
+from control_api.app import ApiSettings, make_app
 
 TOKEN_ENV = "PROXY_HOOKS_API_TOKEN"
 DEFAULT_LISTEN = "127.0.0.1:8082"
@@ -63,14 +63,12 @@ async def start_api(
     containers: Containers,
     host: str,
     port: int,
-    token: str,
+    settings: ApiSettings,
     events: EventRecorder | None = None,
-    allow_inline_scripts: bool = False,
-    api_hosts: Sequence[str] = (),
 ) -> web.AppRunner:
     """Start the API on the running loop; `runner.addresses` has the real port."""
-    check_listen(host, token)
-    app = make_app(containers, token, events, allow_inline_scripts, api_hosts=api_hosts, listen_host=host)
+    check_listen(host, settings.token)
+    app = make_app(containers, dataclasses.replace(settings, listen_host=host), events)
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=1)
     await runner.setup()
     try:
@@ -99,16 +97,13 @@ def bind(host: str, port: int) -> socket.socket:
 async def serve_socket(
     containers: Containers,
     sock: socket.socket,
-    token: str,
+    settings: ApiSettings,
     events: EventRecorder | None = None,
-    allow_inline_scripts: bool = False,
     live_sessions: SessionPool | None = None,
-    api_hosts: Sequence[str] = (),
-    listen_host: str | None = None,
 ) -> tuple[web.AppRunner, asyncio.Server]:
     """Serve the API on an already bound socket. Closing the returned server stops listening
     at once (synchronously); `runner.cleanup()` then finishes open requests."""
-    app = make_app(containers, token, events, allow_inline_scripts, live_sessions, api_hosts, listen_host)
+    app = make_app(containers, settings, events, live_sessions)
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=1)
     await runner.setup()
     assert runner.server is not None

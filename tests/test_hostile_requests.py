@@ -130,6 +130,18 @@ def test_encoded_slashes_are_refused_or_decoded_never_passed(
     assert reached(upstream, mark) == []
 
 
+def test_the_proxys_own_api_reads_paths_as_the_proxy_does(proxy: Mitmdump, decoding_proxy: Mitmdump) -> None:
+    """Explain and dry runs served inside a proxy follow its hooks_encoded_slashes."""
+    body = {"host": "app.test", "method": "DELETE", "path": "/admin%2Fx"}
+    match = "/api/v1/containers/hostile/proxy/match"
+    with proxy.api() as api:
+        refused = api.post(match, json=body).json()["data"]
+    assert refused["refused"]["status"] == 400 and "encoded slash" in refused["refused"]["reason"]
+    with decoding_proxy.api() as api:
+        decoded = api.post(match, json=body).json()["data"]
+    assert decoded["path"]["canonical"] == "/admin/x" and decoded["winner"]["position"] == 0
+
+
 @pytest.mark.parametrize(
     ("spelled", "why"),
     [
