@@ -71,3 +71,24 @@ def canonical_path(target: str, encoded_slashes: EncodedSlashes) -> CanonicalPat
 def path_forms(path: CanonicalPath) -> dict[str, str]:
     """The three forms of a path, as explain and dry runs show them."""
     return {"as_sent": path.as_sent, "canonical": path.canonical, "forwarded": path.forward}
+
+
+def check_headers(fields: Iterable[tuple[str, str]], read: frozenset[str]) -> None:
+    """Headers a service's hooks could read one way and its upstream another: a value folded
+    over lines (obs-fold, which some servers unfold into more headers), or a header that a hook,
+    a group or a method override reads given more than once (first value here, last or all
+    there). Refused with 400."""
+    seen: set[str] = set()
+    for name, value in fields:
+        lowered = name.lower()
+        if "\n" in value or "\r" in value:
+            raise Refused(400, "bad header", f"header {name!r} is folded over lines (obs-fold)")
+        if lowered in read:
+            if lowered in seen:
+                raise Refused(
+                    400,
+                    "bad header",
+                    f"header {name!r} is given more than once; hooks read it, and servers read "
+                    "repeated headers differently",
+                )
+            seen.add(lowered)

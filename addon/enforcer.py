@@ -28,7 +28,7 @@ from aiohttp import web
 from mitmproxy import ctx, exceptions, http, tcp
 from mitmproxy.proxy import commands, events, layer
 
-from addon.admission import Refused, admit
+from addon.admission import Refused, admit, check_headers
 from addon.containers import ConfigError, Containers
 from addon.engine import Execution, HookRun, Verdict, run_hook
 from addon.event_recorder import (
@@ -82,6 +82,7 @@ from control_api.server import (
 log = logging.getLogger("proxy_hooks")
 
 DEFAULT_API = "127.0.0.1:8082"
+SERVICE_KEY = "proxy_hooks_service"  # flow.metadata: the container/service a flow was judged for
 # hooks_script_user: the API's dry runs have their own workers, started as that user too.
 API_OPTIONS = {
     "hooks_config",
@@ -309,6 +310,8 @@ class ProxyHooks:
             flow.response.stream = False  # the hook must see (and may change) the whole body
 
     async def response(self, flow: http.HTTPFlow) -> None:
+        if SERVICE_KEY in flow.metadata:
+            _refuse_protocol_switch(flow)
         pending = self._pending.pop(flow.id, None)
         if pending is None or flow.response is None:
             return
@@ -530,9 +533,12 @@ class ProxyHooks:
         admitted = admit(containers, lambda: flow_names(flow), flow.request.path, self.encoded_slashes)
         if admitted is None:
             return None
+        container, service = admitted.container, admitted.service
+        check_headers(flow.request.headers.items(multi=True), service.read_headers)
+        flow.metadata[SERVICE_KEY] = f"{container.name}/{service.name}"
+        _no_protocol_switch(flow)
         if admitted.path.changed:
             flow.request.path = admitted.path.forward  # the upstream gets what the hooks judged
-        container, service = admitted.container, admitted.service
         client = ClientView(request_facts(flow, admitted.path.canonical), container.groups)
         return _Match(container, service, container.first_match(service, client), client)
 
@@ -776,6 +782,36 @@ def _script_user(name: str | None) -> tuple[int, int] | None:
         )
         return None
     return entry.pw_uid, entry.pw_gid
+
+
+def _no_protocol_switch(flow: http.HTTPFlow) -> None:
+    """A service's flow may upgrade to WebSocket (mitmproxy keeps it HTTP-aware; its handshake
+    met the hooks) and to nothing else: past any other 101 the connection is raw bytes that no
+    hook sees (h2c, say). The request goes on as plain HTTP/1.1."""
+    upgrade = flow.request.headers.get_all("upgrade")
+    if not upgrade or (len(upgrade) == 1 and upgrade[0].strip().lower() == "websocket"):
+        return
+    del flow.request.headers["upgrade"]
+    flow.request.headers.pop("http2-settings", None)
+    if "connection" in flow.request.headers:
+        tokens = [t.strip() for t in flow.request.headers["connection"].split(",")]
+        kept = [t for t in tokens if t and t.lower() not in ("upgrade", "http2-settings")]
+        if kept:
+            flow.request.headers["connection"] = ", ".join(kept)
+        else:
+            del flow.request.headers["connection"]
+
+
+def _refuse_protocol_switch(flow: http.HTTPFlow) -> None:
+    """Past a 101 that is not WebSocket, mitmproxy relays raw bytes (h2c, any protocol) that no
+    hook sees: an upstream that switches anyway (despite `_no_protocol_switch`) gets its answer
+    replaced by a 502, and the connection closes."""
+    response = flow.response
+    if response is None or response.status_code != 101 or flow.websocket:
+        return
+    reason = f"upgrade to {response.headers.get('upgrade', '')!r}: hooks judge HTTP only"
+    flow.response = json_response(502, {"error": "protocol switch refused", "reason": reason})
+    flow.response.headers["connection"] = "close"
 
 
 def _route(flow: http.HTTPFlow, upstream: str) -> None:

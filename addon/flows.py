@@ -4,6 +4,8 @@ and applying a script's answer to the flow."""
 from __future__ import annotations
 
 import json
+import re
+import urllib.parse
 from collections.abc import Iterable, Mapping
 from typing import Any, Protocol
 
@@ -52,7 +54,29 @@ def request_facts(flow: http.HTTPFlow, canonical_path: str) -> RequestFacts:
         client_address(flow),
         proxy_user(flow),
         flow.request.path.partition("?")[2],
+        form_methods(flow.request),
     )
+
+
+_METHOD_FIELD = re.compile(rb"(?i)(?:_|%5f)method")
+_MULTIPART_METHOD = re.compile(rb'name="?_method"?[^\r\n]*\r?\n(?:[^\r\n]+\r?\n)*\r?\n([^\r\n]*)')
+
+
+def form_methods(request: http.Request) -> tuple[str, ...]:
+    """`_method` fields of a POSTed form (Rails, Spring, method-override read them): the method
+    a framework may act on instead. Looked for only when the body names one."""
+    if request.method != "POST":
+        return ()
+    body = request.raw_content or b""
+    if not body or not _METHOD_FIELD.search(body):
+        return ()
+    content_type = request.headers.get("content-type", "").lower()
+    if content_type.startswith("application/x-www-form-urlencoded"):
+        fields = urllib.parse.parse_qs(body.decode("latin-1"), keep_blank_values=True)
+        return tuple(fields.get("_method", []))
+    if content_type.startswith("multipart/form-data"):
+        return tuple(value.decode("latin-1") for value in _MULTIPART_METHOD.findall(body))
+    return ()
 
 
 def flow_names(flow: http.HTTPFlow) -> FlowNames:

@@ -7,10 +7,10 @@ Nothing here knows about mitmproxy: a request is described by `RequestFacts`.
 
 from __future__ import annotations
 
-import fnmatch
 import heapq
 import ipaddress
 import re
+import socket
 import urllib.parse
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -70,9 +70,13 @@ class RequestFacts:
         client_address: str,
         user: str | None,
         query: str,
+        form_methods: tuple[str, ...] = (),
     ) -> RequestFacts:
-        """From the proxy's own view: method upper-case, header names lower-case already."""
-        others = _override_methods(headers, query)
+        """From the proxy's own view: method upper-case, header names lower-case already;
+        `form_methods`: `_method` fields of a form body."""
+        others = _override_methods(headers, query, form_methods)
+        if method == "HEAD":
+            others += ("GET",)  # frameworks run a GET handler for a HEAD request
         bare = without_parameters(path)
         return cls(
             method,
@@ -85,12 +89,17 @@ class RequestFacts:
         )
 
 
-def _override_methods(headers: Mapping[str, str], query: str) -> tuple[str, ...]:
-    found = [headers[name].strip().upper() for name in METHOD_OVERRIDE_HEADERS if name in headers]
-    if METHOD_OVERRIDE_PARAM in query:
-        values = urllib.parse.parse_qs(query, keep_blank_values=True).get(METHOD_OVERRIDE_PARAM, [])
-        found += [value.strip().upper() for value in values]
-    return tuple(dict.fromkeys(m for m in found if m))
+def _override_methods(
+    headers: Mapping[str, str], query: str, form_methods: tuple[str, ...] = ()
+) -> tuple[str, ...]:
+    """Every method an override names: each token of a comma list (method-override takes the
+    first, others the last), the query's `_method` however its key is encoded, a form's."""
+    found = [headers[name] for name in METHOD_OVERRIDE_HEADERS if name in headers]
+    if "method" in query.lower():  # `%5Fmethod` too: parse_qs decodes the keys
+        found += urllib.parse.parse_qs(query, keep_blank_values=True).get(METHOD_OVERRIDE_PARAM, [])
+    found += form_methods
+    tokens = (token.strip().upper() for value in found for token in value.split(","))
+    return tuple(dict.fromkeys(token for token in tokens if token))
 
 
 def glob_to_regex(pattern: str) -> re.Pattern[str]:
@@ -248,6 +257,11 @@ class CompiledService:
     upstream: str | None
     hooks: tuple[CompiledHook, ...]
     index: HookIndex
+    # The upstream's own authority: a flow sent straight to it is this service's too.
+    upstream_names: frozenset[str] = frozenset()
+    # Headers whose value a hook or group of this service reads (and the method overrides):
+    # repeated, they could be read one way here and another upstream.
+    read_headers: frozenset[str] = frozenset()
 
     def serves(self, candidates: tuple[str, ...]) -> bool:
         return any(p.match(c) for p in self.host_patterns for c in candidates)
@@ -271,16 +285,19 @@ class CompiledContainer:
     services: tuple[CompiledService, ...]
     groups: Mapping[str, CompiledGroup]
     # Names already looked up, per snapshot (a new file version compiles a new container).
-    _by_names: dict[tuple[str, ...], CompiledService | None] = field(
+    _by_names: dict[tuple[str, ...], tuple[CompiledService, ...]] = field(
         default_factory=dict, compare=False, repr=False
     )
 
     @classmethod
     def compile(cls, snapshot: Snapshot) -> CompiledContainer:
         hooks_file = snapshot.hooks_file
+        groups = {name: CompiledGroup.compile(name, g) for name, g in hooks_file.groups.items()}
+        group_headers = {name for group in groups.values() for name, _ in group.headers}
         services = []
         for name, service in hooks_file.services.items():
             hooks = tuple(CompiledHook.compile(h, i) for i, h in enumerate(hooks_file.hooks.get(name, [])))
+            read = {name for hook in hooks for name, _ in hook.headers} | group_headers
             services.append(
                 CompiledService(
                     name,
@@ -289,26 +306,33 @@ class CompiledContainer:
                     service.upstream,
                     hooks,
                     HookIndex.build(hooks),
+                    _upstream_names(service.upstream),
+                    frozenset(read | set(METHOD_OVERRIDE_HEADERS)),
                 )
             )
-        groups = {name: CompiledGroup.compile(name, g) for name, g in hooks_file.groups.items()}
         return cls(snapshot, tuple(services), groups)
 
     @property
     def name(self) -> str:
         return self.snapshot.container
 
-    def service_named(self, names: tuple[str, ...]) -> CompiledService | None:
-        """The first service (in file order) whose hosts match any of one source's names."""
+    def services_named(self, names: tuple[str, ...]) -> tuple[CompiledService, ...]:
+        """The services one source's names point at: the first (in file order) whose hosts
+        match, else every service whose upstream is that address (when several share it, the
+        flow is for one of them, which the other sources must settle)."""
         if not names:
-            return None
+            return ()
         cache = self._by_names
         if names in cache:
             return cache[names]
         found = next((service for service in self.services if service.serves(names)), None)
+        if found is not None:
+            services: tuple[CompiledService, ...] = (found,)
+        else:
+            services = tuple(s for s in self.services if not s.upstream_names.isdisjoint(names))
         if len(cache) < NAME_CACHE_MAX:  # bounded: names come from clients
-            cache[names] = found
-        return found
+            cache[names] = services
+        return services
 
     def first_match(self, service: CompiledService, client: ClientView) -> CompiledHook | None:
         """The first enabled hook in position order whose every condition holds."""
@@ -329,7 +353,14 @@ class CompiledContainer:
 
 
 def _host_regex(glob: str) -> re.Pattern[str]:
-    return re.compile(fnmatch.translate(glob.lower()))
+    """`*` is the only wildcard (`[::1]` is an IPv6 address, not a character class); a glob
+    without one is a host, normalized as flows' hosts are."""
+    if "*" not in glob:
+        host, sep, port = glob.rpartition(":") if not glob.endswith("]") else (glob, "", "")
+        if not sep or not port.isdigit():
+            host, sep, port = glob, "", ""
+        return re.compile(re.escape(normal_host(host) + sep + port) + r"\Z")
+    return re.compile(".*".join(re.escape(part) for part in glob.lower().split("*")) + r"\Z")
 
 
 NAME_CACHE_MAX = 4096
@@ -343,12 +374,36 @@ class BadHost(ValueError):
 
 
 def host_names(host: str, port: int | None) -> tuple[str, ...]:
-    """The names one source gives a flow: the host, and host:port. Case and a trailing dot do
-    not make another name (`Auth.Test.` is `auth.test`)."""
-    name = host.lower().rstrip(".") if not host.startswith("[") else host.lower()
-    if ":" in name and not name.startswith("["):
-        name = f"[{name}]"  # an IPv6 destination, written as in a Host header
+    """The names one source gives a flow: the host, and host:port. Case, a trailing dot and the
+    spelling of an IP address do not make another name: `Auth.Test.` is `auth.test`, and
+    `127.1`, `0x7f000001`, `2130706433` and `[::ffff:127.0.0.1]` are all `127.0.0.1`, as the
+    resolver reads them."""
+    name = normal_host(host)
     return (name, f"{name}:{port}") if port is not None else (name,)
+
+
+_INET_ATON = re.compile(r"[0-9][0-9a-fA-FxX.]*\Z")
+
+
+def normal_host(host: str) -> str:
+    """One spelling per host: lower case, no trailing dot, IP literals in their canonical form
+    (IPv6 in brackets, IPv4-mapped IPv6 as IPv4)."""
+    name = host.strip().lower()
+    bare = name[1:-1] if name.startswith("[") and name.endswith("]") else name
+    if ":" in bare:
+        try:
+            address = ipaddress.IPv6Address(bare)
+        except ValueError:
+            return name
+        mapped = address.ipv4_mapped
+        return str(mapped) if mapped is not None else f"[{address.compressed}]"
+    name = name.rstrip(".")
+    if _INET_ATON.match(name):
+        try:  # inet_aton reads the legacy forms getaddrinfo accepts: 127.1, 0x7f.1, 017700000001
+            return socket.inet_ntoa(socket.inet_aton(name))
+        except OSError:
+            return name
+    return name
 
 
 def parse_host_header(value: str, default_port: int) -> tuple[str, ...]:
@@ -381,6 +436,14 @@ class FlowNames:
             yield "sni", self.sni
 
 
+def _upstream_names(upstream: str | None) -> frozenset[str]:
+    if upstream is None:
+        return frozenset()
+    parts = urllib.parse.urlsplit(upstream)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    return frozenset(host_names(parts.hostname or "", port)[1:])  # host:port only
+
+
 @dataclass(frozen=True)
 class Misdirected(Exception):
     """Two sources of one flow name different services: the proxy answers 421."""
@@ -395,21 +458,21 @@ def resolve_service(
     containers: Iterable[CompiledContainer], names: FlowNames
 ) -> tuple[CompiledContainer, CompiledService] | None:
     """The one service a flow is for, or None (not ours). Misdirected when the destination, the
-    Host header and the SNI name different services; a source that names none does not count."""
-    found: tuple[CompiledContainer, CompiledService] | None = None
+    Host header and the SNI name different services (or leave it open between several, as an
+    upstream they share does); a source that names none does not count."""
+    chosen: list[tuple[CompiledContainer, CompiledService]] | None = None
     named: dict[str, str] = {}
-    conflict = False
-    containers = tuple(containers)
     for source, candidates in names.sources():
-        for container in containers:
-            service = container.service_named(candidates)
-            if service is not None:
-                named[source] = f"{container.name}/{service.name}"
-                if found is None:
-                    found = (container, service)
-                elif found[1] is not service:
-                    conflict = True
-                break
-    if conflict:
+        found = [(c, s) for c in containers for s in c.services_named(candidates)]
+        if not found:
+            continue
+        named[source] = " or ".join(f"{c.name}/{s.name}" for c, s in found)
+        ids = {(id(c), id(s)) for c, s in found}  # the same compiled objects, not equal ones
+        chosen = found if chosen is None else [(c, s) for c, s in chosen if (id(c), id(s)) in ids]
+        if not chosen:
+            raise Misdirected(named)
+    if chosen is None:
+        return None
+    if len(chosen) > 1:
         raise Misdirected(named)
-    return found
+    return chosen[0]

@@ -143,9 +143,7 @@ def open_script(scripts_root: Path | str, script_path: str) -> OpenedScript:
             raise ScriptUnavailable(f"script {script_path} resolves outside the scripts folder")
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):
-            raise ScriptUnavailable(
-                f"script not found: {script_path} (looked in {Path(scripts_root).name}/)"
-            )
+            raise ScriptUnavailable(f"script not found: {script_path} (looked in {Path(scripts_root).name}/)")
     except BaseException:
         os.close(fd)
         raise

@@ -59,7 +59,8 @@ def send_raw(
         if body and b"content-length" not in raw_head.lower():
             raw_head += f"\r\ncontent-length: {len(body)}".encode()
         sock.sendall(raw_head + b"\r\n\r\n" + body)
-        response = http.client.HTTPResponse(sock)  # type: ignore[arg-type]
+        method = raw_head.split(b" ", 1)[0].decode("latin-1")  # HEAD: a response without a body
+        response = http.client.HTTPResponse(sock, method=method)  # type: ignore[arg-type]
         response.begin()
         data = response.read()
         return RawResponse(

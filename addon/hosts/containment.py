@@ -151,9 +151,7 @@ def spawn(
     fork (a vfork child must not change credentials); otherwise `posix_spawn` (a vfork)."""
     env = dict(os.environ) if env is None else env
     if user is None:
-        return os.posix_spawn(
-            argv[0], argv, env, setsigmask=(), setsigdef=RESTORE_SIGNALS, setsid=setsid
-        )
+        return os.posix_spawn(argv[0], argv, env, setsigmask=(), setsigdef=RESTORE_SIGNALS, setsid=setsid)
     uid, gid = user
     ready_r, ready_w = os.pipe2(os.O_CLOEXEC)
     pid = os.fork()
