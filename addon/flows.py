@@ -58,25 +58,26 @@ def request_facts(flow: http.HTTPFlow, canonical_path: str) -> RequestFacts:
     )
 
 
-_METHOD_FIELD = re.compile(rb"(?i)(?:_|%5f)method")
 _MULTIPART_METHOD = re.compile(rb'name="?_method"?[^\r\n]*\r?\n(?:[^\r\n]+\r?\n)*\r?\n([^\r\n]*)')
 
 
 def form_methods(request: http.Request) -> tuple[str, ...]:
     """`_method` fields of a POSTed form (Rails, Spring, method-override read them): the method
-    a framework may act on instead. Looked for only when the body names one."""
+    a framework may act on instead. Bodies are looked into only when they are forms that name
+    a method somewhere (a plain `bytes.find` first: uploads can be large)."""
     if request.method != "POST":
         return ()
-    body = request.raw_content or b""
-    if not body or not _METHOD_FIELD.search(body):
-        return ()
     content_type = request.headers.get("content-type", "").lower()
-    if content_type.startswith("application/x-www-form-urlencoded"):
+    urlencoded = content_type.startswith("application/x-www-form-urlencoded")
+    if not urlencoded and not content_type.startswith("multipart/form-data"):
+        return ()
+    body = request.raw_content or b""
+    if body.find(b"method") < 0:  # `_method` and `%5Fmethod` alike; frameworks match it exactly
+        return ()
+    if urlencoded:
         fields = urllib.parse.parse_qs(body.decode("latin-1"), keep_blank_values=True)
         return tuple(fields.get("_method", []))
-    if content_type.startswith("multipart/form-data"):
-        return tuple(value.decode("latin-1") for value in _MULTIPART_METHOD.findall(body))
-    return ()
+    return tuple(value.decode("latin-1") for value in _MULTIPART_METHOD.findall(body))
 
 
 def flow_names(flow: http.HTTPFlow) -> FlowNames:
