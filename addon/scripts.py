@@ -64,44 +64,20 @@ del _boot
 exec(_source)
 """
 
-# `node -e`: the same for node. CommonJS is compiled as the main module from the source read;
-# an ES module (.mjs, or .js under "type": "module") is served to the loader from that source.
-NODE_BOOT = r"""const fs = require('fs'), path = require('path'), Module = require('module');
-const { pathToFileURL } = require('url');
+# `node -e`: the same for node, with the loader the exec-session host uses (hosts/node_source.cjs):
+# CommonJS is compiled as the main module from the source read; an ES module (.mjs, or .js under
+# "type": "module") is served to the loader from that source.
+NODE_SOURCE = Path(__file__).resolve().parent / "hosts" / "node_source.cjs"
+NODE_BOOT = r"""const fs = require('fs');
+const loader = require(process.argv[3]);
 const fd = Number(process.argv[1]), file = process.argv[2];
 const source = fs.readFileSync(fd, 'utf8');
 fs.closeSync(fd);
-process.argv.splice(1, 2, file);
-function packageType(dir) {
-  for (;;) {
-    try { return JSON.parse(fs.readFileSync(path.join(dir, 'package.json'), 'utf8')).type; } catch {}
-    const up = path.dirname(dir);
-    if (up === dir) return undefined;
-    dir = up;
-  }
-}
-const esm = file.endsWith('.mjs') || (!file.endsWith('.cjs') && packageType(path.dirname(file)) === 'module');
-if (esm) {
-  const url = pathToFileURL(file).href;
-  const hooks = `let url, source;
-export async function initialize(data) { url = data.url; source = data.source; }
-export async function resolve(s, c, next) {
-  return s === url ? { url, format: 'module', shortCircuit: true } : next(s, c);
-}
-export async function load(u, c, next) {
-  return u === url ? { format: 'module', source, shortCircuit: true } : next(u, c);
-}`;
-  Module.register('data:text/javascript,' + encodeURIComponent(hooks), { data: { url, source } });
-  import(url).catch((err) => { console.error(err); process.exitCode = 1; });
+process.argv.splice(1, 3, file);
+if (loader.isEsm(file)) {
+  loader.importFromSource(file, source).catch((err) => { console.error(err); process.exitCode = 1; });
 } else {
-  const main = new Module(file, null);
-  main.filename = file;
-  main.id = '.';
-  main.paths = Module._nodeModulePaths(path.dirname(file));
-  process.mainModule = main;
-  Module._cache[file] = main;
-  main._compile(source, file);
-  main.loaded = true;
+  loader.compileCommonJS(file, source, true);
 }
 """
 
@@ -188,7 +164,7 @@ class Runtimes:
         if name == "node":
             if self.node is None:
                 raise FileNotFoundError("node is not installed (needed for JavaScript hooks)")
-            return [self.node, "-e", NODE_BOOT, str(fd), real]
+            return [self.node, "-e", NODE_BOOT, str(fd), real, str(NODE_SOURCE)]
         if name == "bash":
             if self.bash is None:
                 raise FileNotFoundError("bash is not installed (needed for .sh hooks)")

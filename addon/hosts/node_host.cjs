@@ -12,10 +12,9 @@
 
 const fs = require('node:fs');
 const path = require('node:path');
-const Module = require('node:module');
 const readline = require('node:readline');
 const { AsyncLocalStorage } = require('node:async_hooks');
-const { pathToFileURL } = require('node:url');
+const { isEsm, importFromSource, compileCommonJS } = require('./node_source.cjs');
 
 const OUT_FD = Number(process.argv[2]);
 const MAX_LOG = 64 * 1024;
@@ -82,48 +81,12 @@ function readBeneath(file, shown) {
   }
 }
 
-function packageType(dir) {
-  for (;;) {
-    try { return JSON.parse(fs.readFileSync(path.join(dir, 'package.json'), 'utf8')).type; } catch {}
-    const up = path.dirname(dir);
-    if (up === dir) return undefined;
-    dir = up;
-  }
-}
-
-// An ES module from the source read: the loader is handed that source for its URL (the query
-// makes a changed file a new module: ES modules cannot be unloaded).
-const ESM_HOOKS = `let url, source;
-export async function initialize(data) { url = data.url; source = data.source; }
-export async function resolve(s, c, next) {
-  return s === url ? { url, format: 'module', shortCircuit: true } : next(s, c);
-}
-export async function load(u, c, next) {
-  return u === url ? { format: 'module', source, shortCircuit: true } : next(u, c);
-}`;
-
-async function importModule(real, source, stamp) {
-  const url = `${pathToFileURL(real).href}?stamp=${encodeURIComponent(stamp)}`;
-  Module.register('data:text/javascript,' + encodeURIComponent(ESM_HOOKS), { data: { url, source } });
-  return import(url);
-}
-
-function compileCommonJS(real, source) {
-  const mod = new Module(real, null);
-  mod.filename = real;
-  mod.paths = Module._nodeModulePaths(path.dirname(real));
-  mod._compile(source, real);
-  mod.loaded = true;
-  return mod.exports;
-}
-
 async function load(file, stamp, shown) {
   const name = path.basename(file);
   const { real, source } = readBeneath(file, shown);
   let mod;
   try {
-    const esm = real.endsWith('.mjs') || (!real.endsWith('.cjs') && packageType(path.dirname(real)) === 'module');
-    mod = esm ? await importModule(real, source, stamp) : compileCommonJS(real, source);
+    mod = isEsm(real) ? await importFromSource(real, source, stamp) : compileCommonJS(real, source);
   } catch (err) {
     console.error(err && err.stack ? err.stack : String(err));
     const hint = /import statement|export/.test(String(err && err.message))
