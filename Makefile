@@ -21,8 +21,23 @@ $(STAMP): pyproject.toml Makefile
 
 install: $(STAMP)
 
-test: $(STAMP)
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+# The package as users install it: the wheel built from a clean build folder (setuptools would
+# reuse files a stale one holds), installed non-editable in a venv of its own, where
+# tests/test_installed.py runs hooks through it.
+WHEEL_VENV ?= $(VENV)-wheel
+WHEEL_DIR := var/wheel/$(notdir $(VENV))
+WHEEL_STAMP := $(WHEEL_VENV)/.installed
+$(WHEEL_STAMP): $(STAMP) $(shell git ls-files addon control_api 2>/dev/null)
+	rm -rf build $(WHEEL_DIR)
+	$(BIN)/python -m pip wheel --quiet --disable-pip-version-check --no-deps --no-build-isolation -w $(WHEEL_DIR) .
+	rm -rf build
+	@test -x $(WHEEL_VENV)/bin/python || $(BIN)/python -m venv $(WHEEL_VENV)
+	$(WHEEL_VENV)/bin/python -m pip install --quiet --disable-pip-version-check $(WHEEL_DIR)/*.whl
+	$(WHEEL_VENV)/bin/python -m pip install --quiet --disable-pip-version-check --force-reinstall --no-deps $(WHEEL_DIR)/*.whl
+	@touch $(WHEEL_STAMP)
+
+test: $(STAMP) $(WHEEL_STAMP)
+	PROXY_HOOKS_WHEEL_VENV=$(abspath $(WHEEL_VENV)) $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check addon control_api tests configs bench
@@ -48,4 +63,4 @@ bench: $(STAMP)
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
 
 clean:
-	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache *.egg-info
+	rm -rf $(VENV) $(WHEEL_VENV) var .pytest_cache .mypy_cache .ruff_cache *.egg-info

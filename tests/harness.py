@@ -14,6 +14,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -97,6 +98,27 @@ def mitmdump_command() -> str:
     return str(Path(sys.executable).with_name("mitmdump"))
 
 
+@dataclass(frozen=True)
+class Installed:
+    """proxy-hooks as a user installs it: a venv holding the built wheel (not this checkout)."""
+
+    venv: Path
+
+    @property
+    def mitmdump(self) -> str:
+        return str(self.venv / "bin" / "mitmdump")
+
+    @property
+    def addon(self) -> Path:
+        """The `-s` file inside the installed package, as that venv's Python finds it."""
+        found = subprocess.run(
+            [str(self.venv / "bin" / "python"), "-c", "import addon.proxy_hooks as m; print(m.__file__)"],
+            capture_output=True, text=True, check=True, cwd=self.venv,
+            env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"},
+        )  # fmt: skip
+        return Path(found.stdout.strip())
+
+
 class Mitmdump:
     """`mitmdump -s addon/proxy_hooks.py` in regular mode (and reverse mode when asked)."""
 
@@ -109,16 +131,21 @@ class Mitmdump:
         env: dict[str, str] | None = None,
         events: str | None = None,
         connection_strategy: str = "lazy",
+        installed: Installed | None = None,
     ):
+        """`installed`: run that installation's mitmdump and addon instead of this checkout's."""
         self.reverse_port = free_port() if reverse_to else None
         modes = ["--mode", "regular@0"]
         if reverse_to:
             modes += ["--mode", f"reverse:{reverse_to}@{self.reverse_port}"]
+        mitmdump, addon = (
+            (mitmdump_command(), ADDON) if installed is None else (installed.mitmdump, installed.addon)
+        )
         command = [
-            mitmdump_command(), "--listen-host", "127.0.0.1", *modes,
+            mitmdump, "--listen-host", "127.0.0.1", *modes,
             "--set", f"confdir={confdir}",
             "--set", f"connection_strategy={connection_strategy}",
-            "-s", str(ADDON),
+            "-s", str(addon),
             "--set", f"hooks_config={config}",
             "--set", "hooks_api=127.0.0.1:0",
             "--set", f"hooks_events={confdir / 'events.db' if events is None else events}",
@@ -130,6 +157,8 @@ class Mitmdump:
             stderr=subprocess.STDOUT,
             text=True,
             env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
+            # An installation runs away from the checkout, which must not shadow what it installed.
+            cwd=None if installed is None else confdir.parent,
         )
         self.lines: list[str] = []
         threading.Thread(target=self._pump, daemon=True).start()
