@@ -14,12 +14,21 @@ from addon.validation import InvalidInput, Problem, new_hook_problems
 
 
 class NotFound(LookupError):
-    """An unknown service (or a reject-listed one) or hook id."""
+    """An unknown service (or a reject-listed one) or hook id; `field` names which, and the
+    message says what is missing in words (the API's 404 `details`)."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
 
 
 def service_hooks(hooks_file: HooksFile, service: str) -> list[Hook]:
-    if service in RESERVED_SERVICES or service not in hooks_file.services:
-        raise NotFound(f"service {service!r}")
+    if service in RESERVED_SERVICES:
+        reserved = ", ".join(sorted(RESERVED_SERVICES))
+        raise NotFound("service", f"service {service!r} is reject-listed ({reserved}): it has no hooks")
+    if service not in hooks_file.services:
+        defined = ", ".join(sorted(hooks_file.services)) or "none"
+        raise NotFound("service", f"service {service!r} (defined: {defined})")
     return hooks_file.hooks.get(service, [])
 
 
@@ -27,7 +36,7 @@ def find_hook(hooks_file: HooksFile, service: str, hook_id: str) -> tuple[int, H
     for position, hook in enumerate(service_hooks(hooks_file, service)):
         if hook.id == hook_id:
             return position, hook
-    raise NotFound(f"hook {hook_id!r} in service {service!r}")
+    raise NotFound("hookId", f"hook {hook_id!r} in service {service!r}")
 
 
 def _with_hooks(hooks_file: HooksFile, service: str, hooks: list[Hook]) -> HooksFile:

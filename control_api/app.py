@@ -19,7 +19,7 @@ from addon.scripts import Runtimes, minimal_env
 from addon.sessions import SessionPool
 from control_api import debug_routes, events_routes, hooks_routes, openapi
 from control_api.access import access_middleware
-from control_api.envelope import ApiError, error_body, ok
+from control_api.envelope import ApiError, error_body, not_found, ok
 from control_api.hosts import HostPolicy
 from control_api.keys import (
     ALLOW_INLINE,
@@ -39,9 +39,9 @@ log = logging.getLogger(__name__)
 _AIOHTTP_CODES = {404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED", 413: "PAYLOAD_TOO_LARGE"}
 
 
-def _from_aiohttp(exc: web.HTTPException) -> ApiError:
+def _from_aiohttp(request: web.Request, exc: web.HTTPException) -> ApiError:
     if exc.status == 404:
-        return ApiError(404, "Resource not found", "NOT_FOUND")
+        return not_found("path", f"no route {request.method} {request.path[:200]}")
     return ApiError(exc.status, exc.reason, _AIOHTTP_CODES.get(exc.status))
 
 
@@ -58,7 +58,7 @@ async def envelope_middleware(request: web.Request, handler: Handler) -> web.Str
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
-        response = web.json_response(error_body(_from_aiohttp(exc)), status=exc.status)
+        response = web.json_response(error_body(_from_aiohttp(request, exc)), status=exc.status)
         if "Allow" in exc.headers:
             response.headers["Allow"] = exc.headers["Allow"]
     except Exception:

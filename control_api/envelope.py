@@ -37,8 +37,10 @@ class ApiError(Exception):
         self.details = details
 
 
-def not_found() -> ApiError:
-    return ApiError(404, "Resource not found", "NOT_FOUND")
+def not_found(field: str, missing: str) -> ApiError:
+    """The seed's 404, with `details` naming what is missing (`container 'x'`,
+    `service 'y' (defined: a, b)`, `hook '…' in service 'y'`, `no route …`)."""
+    return ApiError(404, "Resource not found", "NOT_FOUND", [Problem(field, missing)])
 
 
 def error_body(error: ApiError) -> dict[str, Any]:

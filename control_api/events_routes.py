@@ -104,7 +104,8 @@ async def hook_runs(request: web.Request) -> web.Response:
     _, snapshot = await load_container(request)
     service, hook_id = request.match_info["service"], request.match_info["hookId"]
     if service in RESERVED_SERVICES:
-        raise not_found()
+        reserved = ", ".join(sorted(RESERVED_SERVICES))
+        raise not_found("service", f"service {service!r} is reject-listed ({reserved}): it has no hooks")
     params = _params(request, {"last", "outcome"})
     last = params.get("last", str(DEFAULT_RUNS))
     problems = []

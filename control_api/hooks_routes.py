@@ -45,9 +45,11 @@ def invalid(problems: list[Problem]) -> ApiError:
 
 
 async def load_container(request: web.Request) -> tuple[HooksStore, Snapshot]:
-    store = request.app[CONTAINERS].get(request.match_info["id"])
+    containers = request.app[CONTAINERS]
+    store = containers.get(request.match_info["id"])
     if store is None:
-        raise not_found()
+        served = ", ".join(name for name, _ in containers) or "none"
+        raise not_found("id", f"container {request.match_info['id']!r} (served: {served})")
     snapshot = await asyncio.to_thread(store.read)
     request[ETAG] = snapshot.etag
     return store, snapshot
@@ -56,15 +58,15 @@ async def load_container(request: web.Request) -> tuple[HooksStore, Snapshot]:
 def _service_hooks(snapshot: Snapshot, service: str) -> list[Hook]:
     try:
         return edits.service_hooks(snapshot.hooks_file, service)
-    except edits.NotFound:
-        raise not_found() from None
+    except edits.NotFound as exc:
+        raise not_found(exc.field, str(exc)) from None
 
 
 def find_hook(snapshot: Snapshot, service: str, hook_id: str) -> tuple[int, Hook]:
     try:
         return edits.find_hook(snapshot.hooks_file, service, hook_id)
-    except edits.NotFound:
-        raise not_found() from None
+    except edits.NotFound as exc:
+        raise not_found(exc.field, str(exc)) from None
 
 
 async def read_body(request: web.Request) -> bytes:
@@ -125,8 +127,8 @@ async def _commit(request: web.Request, write: _Write, change: Change[T]) -> tup
     except VersionMismatch as exc:
         request[ETAG] = exc.current.etag
         raise precondition_failed() from None
-    except edits.NotFound:
-        raise not_found() from None
+    except edits.NotFound as exc:
+        raise not_found(exc.field, str(exc)) from None
     except InvalidInput as exc:
         raise invalid(exc.problems) from None
     except FileUnusable as exc:

@@ -38,6 +38,13 @@ SEED_HOOK_VIEW = {
     **DEFAULTS,
 }
 NOT_FOUND = {"statusCode": 404, "error": "Not Found", "message": "Resource not found", "code": "NOT_FOUND"}
+
+
+def not_found(field: str, reason: str) -> dict[str, Any]:
+    """The seed's 404 body, with `details` naming what is missing."""
+    return {**NOT_FOUND, "details": [{"field": field, "reason": reason}]}
+
+
 REQUIRED = {
     "statusCode": 428,
     "error": "Precondition Required",
@@ -309,7 +316,7 @@ def test_unknown_container_is_404(client: httpx.Client, method: str, route: str)
     url = route.format(base="/api/v1/containers/nope/proxy/hooks", service="auth", hook=SEED_ID)
     response = client.request(method, url, json=SEED_BODY, headers=v(1))
     assert response.status_code == 404
-    assert response.json() == NOT_FOUND
+    assert response.json() == not_found("id", "container 'nope' (served: demo)")
     assert "ETag" not in response.headers
 
 
@@ -321,8 +328,18 @@ def test_reject_listed_and_unknown_services_are_404(
     url = route.format(base=BASE, service=service, hook=SEED_ID)
     response = client.request(method, url, json=SEED_BODY, headers=v(1))
     assert response.status_code == 404
-    assert response.json() == NOT_FOUND
+    if service == "undefined":
+        assert response.json() == not_found("service", "service 'undefined' (defined: auth, billing)")
+    else:
+        reason = f"service '{service}' is reject-listed (logs, proxy, workspaces): it has no hooks"
+        assert response.json() == not_found("service", reason)
     assert response.headers["ETag"] == "file:v1"
+
+
+def test_a_reject_listed_services_run_history_is_404(client: httpx.Client) -> None:
+    response = client.get(f"/api/v1/containers/demo/proxy/hooks/proxy/{SEED_ID}/runs")
+    reason = "service 'proxy' is reject-listed (logs, proxy, workspaces): it has no hooks"
+    assert response.status_code == 404 and response.json() == not_found("service", reason)
 
 
 @pytest.mark.parametrize(("method", "route"), HOOK_ROUTES[5:])
@@ -331,12 +348,14 @@ def test_unknown_hook_is_404(client: httpx.Client, method: str, route: str) -> N
         url = route.format(base=BASE, service="auth", hook=hook)
         response = client.request(method, url, json={"position": 0}, headers=v(1))
         assert response.status_code == 404
-        assert response.json() == NOT_FOUND
+        assert response.json() == not_found("hookId", f"hook '{hook}' in service 'auth'")
 
 
 def test_unknown_route_and_method_use_the_envelope(client: httpx.Client) -> None:
     response = client.get("/api/v1/nothing")
-    assert response.status_code == 404 and response.json() == NOT_FOUND
+    assert response.status_code == 404 and response.json() == not_found(
+        "path", "no route GET /api/v1/nothing"
+    )
     response = client.post(f"{BASE}")
     assert response.status_code == 405
     assert response.json()["statusCode"] == 405 and response.json()["error"] == "Method Not Allowed"
