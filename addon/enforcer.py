@@ -311,7 +311,11 @@ class ProxyHooks:
 
     async def response(self, flow: http.HTTPFlow) -> None:
         if SERVICE_KEY in flow.metadata:
-            _refuse_protocol_switch(flow)
+            try:
+                _refuse_protocol_switch(flow)
+            except Exception:  # a bug of ours: killed (mitmproxy switches nothing for a killed flow)
+                log.exception("proxy-hooks: cannot check the response of %s; flow killed", flow.request.url)
+                flow.kill()
         pending = self._pending.pop(flow.id, None)
         if pending is None or flow.response is None:
             return

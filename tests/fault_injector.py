@@ -26,6 +26,8 @@ STAGES: dict[str, tuple[Any, str]] = {
     "apply": (enforcer, "apply_verdict"),
     "finish": (enforcer.ProxyHooks, "_finish"),
     "record": (enforcer.ProxyHooks, "_record"),
+    # Checking a service's response for a protocol switch (see _refuse_protocol_switch).
+    "switch": (enforcer, "_refuse_protocol_switch"),
 }
 _raised: set[tuple[str, str]] = set()
 

@@ -121,6 +121,19 @@ def test_a_fault_before_any_hook_is_known_refuses_the_flow(
     assert reached(upstream, mark) == 0
 
 
+def test_a_fault_checking_a_response_kills_the_flow(proxy: Mitmdump, upstream: Upstream) -> None:
+    """The protocol-switch check runs on every response of a service: if it fails, the flow is
+    killed rather than its response passed on unchecked."""
+    mark = uuid.uuid4().hex[:12]
+    with proxy.client() as http:
+        try:
+            response: httpx.Response | None = http.get(f"http://app.test/open/fault-switch-request/{mark}")
+        except httpx.HTTPError:
+            response = None  # the connection was closed: what a killed flow gets
+    assert response is None or response.status_code >= 500
+    assert reached(upstream, mark) == 1  # the request went on; its response did not come back
+
+
 def test_the_proxy_serves_on_after_the_faults(proxy: Mitmdump, upstream: Upstream) -> None:
     mark = uuid.uuid4().hex[:12]
     with proxy.client() as http:
