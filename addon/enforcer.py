@@ -350,11 +350,7 @@ class ProxyHooks:
         client_data = nextlayer.data_client()
         if not client_data or (_starts_like_tls_or_http(client_data) and not nextlayer.data_server()):
             return
-        try:
-            hooked = self._hooked_tcp(str(address[0]), int(address[1]), nextlayer.context.client.sni)
-        except Exception:  # a bug of ours: close rather than relay unjudged bytes
-            log.exception("proxy-hooks: cannot judge the tunnel to %s; closed", address)
-            hooked = True
+        hooked = self._hooked_tcp(str(address[0]), int(address[1]), nextlayer.context.client.sni)
         if hooked:
             log.warning(
                 "proxy-hooks: closed a tunnel to %s:%s that is neither TLS nor HTTP: a hooked "
@@ -371,11 +367,7 @@ class ProxyHooks:
         address = flow.server_conn.address
         if address is None:
             return
-        try:
-            refused = self._hooked_tcp(str(address[0]), int(address[1]), flow.client_conn.sni)
-        except Exception:  # a bug of ours: refuse rather than relay unjudged bytes
-            log.exception("proxy-hooks: cannot judge raw TCP to %s:%s; refused", address[0], address[1])
-            refused = True
+        refused = self._hooked_tcp(str(address[0]), int(address[1]), flow.client_conn.sni)
         if refused:
             log.warning(
                 "proxy-hooks: refused raw TCP to %s:%s: a hooked service's host, and hooks judge HTTP only",
@@ -387,13 +379,18 @@ class ProxyHooks:
                 flow.server_conn.error = "refused by proxy-hooks: raw TCP to a hooked service"
 
     def _hooked_tcp(self, host: str, port: int, sni: str | None) -> bool:
-        containers = self._compiled_containers()
-        if not containers:
-            return False
-        names = FlowNames(host_names(host, port), sni=host_names(sni, port) if sni else ())
+        """Whether raw bytes to host:port (with that SNI) would reach a service's upstream
+        unjudged. Two services named, or a bug of ours, count as yes: refuse rather than relay."""
         try:
+            containers = self._compiled_containers()
+            if not containers:
+                return False
+            names = FlowNames(host_names(host, port), sni=host_names(sni, port) if sni else ())
             return resolve_service(containers, names) is not None
         except Misdirected:
+            return True
+        except Exception:
+            log.exception("proxy-hooks: cannot judge raw TCP to %s:%s; refused", host, port)
             return True
 
     def tcp_message(self, flow: tcp.TCPFlow) -> None:
@@ -407,7 +404,7 @@ class ProxyHooks:
         try:
             match = self._match(flow)
         except Refused as refused:
-            flow.response = json_response(refused.status, refused.body)
+            _refuse(flow, refused.status, refused.body)
             flow.metadata[METADATA_KEY] = {"refused": refused.status, "reason": refused.body["reason"]}
             return
         if match is None:
@@ -488,8 +485,7 @@ class ProxyHooks:
                 attempt.restore(flow)
             flow.metadata[METADATA_KEY] = run.as_dict()
             if flow.response is not None:
-                flow.response.headers[HOOK_HEADER] = run.hook_id
-                run.status = flow.response.status_code
+                _stamp(flow, run)
         except Exception:  # even describing the failure failed: refuse the flow
             log.exception("proxy-hooks: cannot report the failure of hook %s", match.hook.id)
             if closed:
@@ -509,9 +505,7 @@ class ProxyHooks:
     # --- internals ---
 
     def _finish(self, flow: http.HTTPFlow, run: HookRun) -> None:
-        assert flow.response is not None
-        flow.response.headers[HOOK_HEADER] = run.hook_id
-        run.status = flow.response.status_code
+        _stamp(flow, run)
         self._record(run)
 
     def _compiled_containers(self) -> list[CompiledContainer]:
@@ -755,6 +749,13 @@ class ClosedTunnel(layer.Layer):
         if self.context.server.connected:
             yield commands.CloseConnection(self.context.server)
         yield commands.CloseConnection(self.context.client)
+
+
+def _stamp(flow: http.HTTPFlow, run: HookRun) -> None:
+    """The answer names the hook that acted on it; the run records the status the client got."""
+    assert flow.response is not None
+    flow.response.headers[HOOK_HEADER] = run.hook_id
+    run.status = flow.response.status_code
 
 
 def _refuse(flow: http.HTTPFlow, status: int, body: dict[str, Any]) -> None:

@@ -422,9 +422,8 @@ class FlowNames:
     """What a flow says about where it goes, one source at a time. Each must name the same
     service (or none): a client must not reach one service while being judged as another."""
 
-    destination: tuple[
-        str, ...
-    ]  # where the proxy is asked to send it (absolute URL, CONNECT, reverse target)
+    # Where the proxy is asked to send it (absolute URL, CONNECT, reverse target).
+    destination: tuple[str, ...]
     host: tuple[str, ...] = ()  # the Host header / :authority
     sni: tuple[str, ...] = ()  # the TLS server name, when the client sent one
 
