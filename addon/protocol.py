@@ -14,20 +14,18 @@ fails with the field path and the reason, and the hook's failure mode decides th
 from __future__ import annotations
 
 import base64
-import itertools
 import json
 import re
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
-from addon.validation import problems_from
+from addon.validation import MAX_JSON_DEPTH, TooDeep, loads_bounded, nested_deeper_than, problems_from
 
 PROTOCOL_VERSION = 1
-# How deep an answer may nest, the answer object itself being level 1: far beyond any real
-# answer (a JSON body of 60 levels), far below what json.loads/json.dumps/pydantic recurse into
-# before a RecursionError (about 1000).
-MAX_ANSWER_DEPTH = 64
+# How deep an answer may nest, the answer object itself being level 1: the bound on all JSON from
+# outside (a JSON body of 60 levels is still fine).
+MAX_ANSWER_DEPTH = MAX_JSON_DEPTH
 TOO_DEEP = f"answer nested deeper than {MAX_ANSWER_DEPTH} levels"
 Outcome = Literal["continued", "modified", "responded", "blocked", "failed", "timeout", "observed"]
 Phase = Literal["request", "response"]
@@ -180,48 +178,15 @@ def status_problem(status: int | None, upstream: int | None, body_size: int) -> 
     return None
 
 
-def too_deep(data: Any, limit: int = MAX_ANSWER_DEPTH) -> bool:
-    """Whether `data` (decoded JSON) nests lists and objects more than `limit` levels deep.
-
-    Iterative, one level at a time, over containers only: a flat answer costs a few steps."""
-    level = [data] if type(data) is dict or type(data) is list else []
-    depth = 0
-    while level:
-        depth += 1
-        if depth > limit:
-            return True
-        children = itertools.chain.from_iterable(c.values() if type(c) is dict else c for c in level)
-        level = [c for c in children if type(c) is dict or type(c) is list]
-    return False
-
-
-def loads_bounded(text: bytes | str) -> Any:
-    """json.loads for untrusted text, with the answer depth bound: BadAnswer(TOO_DEEP) past it.
-
-    A RecursionError (past about 1000 levels) is the same failure, not an exception that escapes.
-    The walk is skipped when the text has too few brackets to nest that deep (the usual answer)."""
-    try:
-        data = json.loads(text)
-    except RecursionError:
-        raise BadAnswer(TOO_DEEP) from None
-    if isinstance(text, str):
-        brackets = text.count("[") + text.count("{")
-    else:
-        brackets = text.count(b"[") + text.count(b"{")
-    if brackets > MAX_ANSWER_DEPTH and too_deep(data):
-        raise BadAnswer(TOO_DEEP)
-    return data
-
-
 def parse_answer(stdout: bytes) -> ScriptAnswer:
     """Empty output means "carry on unchanged"; anything else must be one answer object."""
     text = stdout.strip()
     if not text:
         return ScriptAnswer()
     try:
-        data = loads_bounded(text)
-    except BadAnswer:
-        raise
+        data = loads_bounded(text, MAX_ANSWER_DEPTH)
+    except TooDeep:
+        raise BadAnswer(TOO_DEEP) from None
     except (ValueError, UnicodeDecodeError):
         raise BadAnswer(f"output is not JSON: {_excerpt(stdout)}") from None
     return _validated(data)
@@ -229,7 +194,7 @@ def parse_answer(stdout: bytes) -> ScriptAnswer:
 
 def parse_answer_object(data: Any) -> ScriptAnswer:
     """An answer already decoded from JSON (an exec session's return value); None: carry on."""
-    if too_deep(data):
+    if nested_deeper_than(data, MAX_ANSWER_DEPTH):
         raise BadAnswer(TOO_DEEP)
     return _validated(data)
 

@@ -8,6 +8,7 @@ at once instead of stopping at the first.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import types
@@ -102,39 +103,54 @@ def problems_from(exc: ValidationError, model: type[BaseModel]) -> list[Problem]
     return [Problem(field_path(e["loc"]), _reason(e, model)) for e in exc.errors()]
 
 
+# How deep JSON from outside (API bodies, hooks files, script answers) may nest, the outer value
+# being level 1: far beyond any real document, far below what json.loads, json.dumps and pydantic
+# recurse into before a RecursionError (about 1000).
 MAX_JSON_DEPTH = 64
 
 
-def json_depth(data: Any) -> int:
-    """How deeply arrays and objects nest (a scalar is 0, `{}` is 1); iterative, so any depth
-    the parser produced can be measured."""
-    deepest = 0
-    stack: list[tuple[Any, int]] = [(data, 1)]
-    while stack:
-        value, depth = stack.pop()
-        if isinstance(value, dict):
-            children: Iterable[Any] = value.values()
-        elif isinstance(value, list):
-            children = value
-        else:
-            continue
-        deepest = max(deepest, depth)
-        stack.extend((child, depth + 1) for child in children if isinstance(child, (dict, list)))
-    return deepest
+class TooDeep(ValueError):
+    """JSON nested deeper than the bound (or deep enough to exhaust the parser's recursion)."""
+
+
+def nested_deeper_than(data: Any, limit: int) -> bool:
+    """Whether `data` (decoded JSON) nests arrays and objects more than `limit` levels deep.
+
+    Iterative, one level at a time, over containers only: a flat document costs a few steps."""
+    level = [data] if type(data) is dict or type(data) is list else []
+    depth = 0
+    while level:
+        depth += 1
+        if depth > limit:
+            return True
+        children = itertools.chain.from_iterable(c.values() if type(c) is dict else c for c in level)
+        level = [c for c in children if type(c) is dict or type(c) is list]
+    return False
+
+
+def loads_bounded(raw: bytes | str, limit: int = MAX_JSON_DEPTH) -> Any:
+    """json.loads for untrusted text: TooDeep past `limit` levels, a RecursionError included;
+    malformed JSON raises ValueError as json.loads does. The walk is skipped when the text has
+    too few brackets to nest that deep (the usual document)."""
+    try:
+        data = json.loads(raw)
+    except RecursionError:
+        raise TooDeep from None
+    brackets = raw.count("[") + raw.count("{") if isinstance(raw, str) else raw.count(b"[") + raw.count(b"{")
+    if brackets > limit and nested_deeper_than(data, limit):
+        raise TooDeep
+    return data
 
 
 def json_object(raw: bytes | str, max_depth: int = MAX_JSON_DEPTH) -> dict[str, Any]:
     """The one way JSON from outside (API bodies, hooks files) is parsed: a JSON object,
     nested at most `max_depth` levels, or InvalidInput saying what is wrong."""
-    too_deep = InvalidInput([Problem("body", f"nested deeper than {max_depth} levels")])
     try:
-        data = json.loads(raw)
-    except RecursionError:
-        raise too_deep from None
+        data = loads_bounded(raw, max_depth)
+    except TooDeep:
+        raise InvalidInput([Problem("body", f"nested deeper than {max_depth} levels")]) from None
     except (ValueError, UnicodeDecodeError) as exc:
         raise InvalidInput([Problem("body", f"malformed JSON: {exc}")]) from None
-    if json_depth(data) > max_depth:
-        raise too_deep
     if not isinstance(data, dict):
         raise InvalidInput([Problem("body", f"must be a JSON object, got {type(data).__name__}")])
     return data
