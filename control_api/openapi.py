@@ -13,12 +13,15 @@ from aiohttp import web
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
+from addon.catalog import CatalogQuery
 from addon.dry_run import DryRunRequest
-from addon.events import EventQuery
+from addon.events import Event, EventQuery, NoteCreate
 from addon.explain import MatchQuery
 from addon.model import HookCreate, HookList, HookMove, HookReplace
+from addon.protocol_schema import ProtocolDescription
 from control_api import schemas
 from control_api.events_routes import STREAM_FIXED
+from control_api.protocol_routes import PROTOCOL
 
 CONTAINER = "/api/v1/containers/{id}"
 HOOKS = CONTAINER + "/proxy/hooks"
@@ -61,6 +64,7 @@ class Operation:
     stream: bool = False
     extra_params: tuple[dict[str, Any], ...] = field(default=())
     query_exclude: tuple[str, ...] = ()  # fields of `query` this operation does not take
+    operation_id: str | None = None
 
 
 OPERATIONS: dict[tuple[str, str], Operation] = {
@@ -149,6 +153,12 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
                 "schema": {"type": "array", "items": {"type": "string"}},
                 "explode": True,
             },
+            {
+                "name": "changed",
+                "in": "query",
+                "schema": {"type": "boolean"},
+                "description": "runs whose answer changed the exchange (true) or did not (false)",
+            },
         ),
     ),
     ("POST", CONTAINER + "/proxy/match"): Operation(
@@ -164,6 +174,15 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         "Events listed successfully",
         query=EventQuery,
         errors=(404, 422, 503),
+    ),
+    ("POST", CONTAINER + "/proxy/events"): Operation(
+        "Record a note (a deploy marker, a finding from outside the proxy) as an event of kind note",
+        Event,
+        "Event recorded",
+        201,
+        NoteCreate,
+        errors=(404, 422, 413, 503),
+        operation_id="addContainerProxyEvent",
     ),
     ("GET", CONTAINER + "/proxy/events/stream"): Operation(
         "New events as Server-Sent Events (resume with Last-Event-ID)",
@@ -186,6 +205,16 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         "What will really run, per service, in evaluation order",
         schemas.Catalog,
         "Catalog resolved successfully",
+        query=CatalogQuery,
+        errors=(404, 422),
+    ),
+    ("GET", PROTOCOL): Operation(
+        "Script protocol v1: its phases, and the JSON Schemas of the event and of the answer",
+        ProtocolDescription,
+        "Protocol described",
+        errors=(),
+        container=False,
+        operation_id="getProxyProtocol",
     ),
 }
 
@@ -259,6 +288,8 @@ def _operation(method: str, path: str, op: Operation) -> dict[str, Any]:
             "content": {"application/json": {"schema": _ref(schemas.ErrorBody)}},
         }
     operation: dict[str, Any] = {"summary": op.summary, "parameters": params, "responses": responses}
+    if op.operation_id is not None:
+        operation["operationId"] = op.operation_id
     if op.body is not None:
         operation["requestBody"] = {
             "required": True,
