@@ -92,7 +92,7 @@ class SQLiteEventStore:
             db.execute("PRAGMA busy_timeout = 10000")
             db.execute("PRAGMA journal_mode = WAL")
             db.executescript(SCHEMA)
-            _migrate(db)
+            migrate(db)
             db.execute("SELECT count(*) FROM events").fetchone()  # a corrupt file fails here
         finally:
             db.close()
@@ -312,7 +312,7 @@ def _changed(event: Event) -> int | None:
     return int(event.changes is not None) if event.kind in RUN_KINDS else None
 
 
-def _migrate(db: sqlite3.Connection) -> None:
+def migrate(db: sqlite3.Connection) -> None:
     """Bring a file written by an older version up to this schema, once: the columns added since
     (`ADDED_COLUMNS`), with `client` filled from each stored event. Checked and done in one
     write transaction, so two processes opening the same old file add each column once."""
@@ -323,15 +323,24 @@ def _migrate(db: sqlite3.Connection) -> None:
             if name not in present:
                 db.execute(f"ALTER TABLE events ADD COLUMN {name} {declaration}")
         if "client" not in present:
-            rows = db.execute("SELECT seq, data FROM events WHERE kind = 'run'").fetchall()
-            db.executemany(
-                "UPDATE events SET client = ? WHERE seq = ?",
-                [(json.loads(data).get("client"), seq) for seq, data in rows],
-            )
+            _fill_clients(db)
     except BaseException:
         db.execute("ROLLBACK")
         raise
     db.execute("COMMIT")
+
+
+def _fill_clients(db: sqlite3.Connection) -> None:
+    """`client` of the runs already stored, from their JSON: in SQL where SQLite has its JSON
+    functions (built in since 3.38; ten times faster), else row by row."""
+    try:
+        db.execute("UPDATE events SET client = json_extract(data, '$.client') WHERE kind = 'run'")
+    except sqlite3.OperationalError:  # no json_extract in this SQLite
+        rows = db.execute("SELECT seq, data FROM events WHERE kind = 'run'").fetchall()
+        db.executemany(
+            "UPDATE events SET client = ? WHERE seq = ?",
+            [(json.loads(data).get("client"), seq) for seq, data in rows],
+        )
 
 
 def _ms(value: float | None) -> float:

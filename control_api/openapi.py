@@ -299,16 +299,13 @@ def _operation(method: str, path: str, op: Operation) -> dict[str, Any]:
 
 
 def build_document() -> dict[str, Any]:
-    models = (
-        {schemas.ErrorBody}
-        | {op.data for op in OPERATIONS.values() if op.data}
-        | {op.body for op in OPERATIONS.values() if op.body}
-    )
+    # What the API answers is described as it is serialized, what it takes as it is validated (a
+    # model in both roles would get two schemas, `-Input` and `-Output`).
+    answers = {schemas.ErrorBody} | {op.data for op in OPERATIONS.values() if op.data}
+    bodies = {op.body for op in OPERATIONS.values() if op.body}
     _, definitions = models_json_schema(
-        [
-            (m, "serialization" if m.__module__ == schemas.__name__ else "validation")
-            for m in sorted(models, key=lambda m: m.__name__)
-        ],
+        [(m, "serialization") for m in sorted(answers, key=lambda m: m.__name__)]
+        + [(m, "validation") for m in sorted(bodies, key=lambda m: m.__name__)],
         ref_template="#/components/schemas/{model}",
     )
     paths: dict[str, dict[str, Any]] = {}

@@ -16,7 +16,7 @@ import pytest
 
 from addon.changes import RequestChanges, RunChanges
 from addon.event_recorder import EventRecorder
-from addon.event_store import SQLiteEventStore
+from addon.event_store import SQLiteEventStore, migrate
 from addon.events import Event, EventQuery, iso_utc
 from tests.harness import set_aside, wait_for
 
@@ -251,3 +251,18 @@ def test_two_processes_opening_an_old_file_at_once_both_succeed(tmp_path: Path) 
             future.result()
     figures = SQLiteEventStore(path).stats("c", "24h")
     assert figures["totalEvents"] == 200 and len(figures["recentClients"]) == 10
+
+
+def test_clients_are_filled_where_sqlite_lacks_its_json_functions(tmp_path: Path) -> None:
+    path = tmp_path / "events.db"
+    old_store(path, [event(1, client="10.0.0.9"), event(2, client="10.0.0.8")])
+    db = sqlite3.connect(path, isolation_level=None)
+
+    def missing(*_: object) -> None:
+        raise sqlite3.OperationalError("no such function: json_extract")
+
+    db.create_function("json_extract", 2, missing)  # shadows the built-in one on this connection
+    migrate(db)
+    db.close()
+    clients = SQLiteEventStore(path).stats("c", "24h")["recentClients"]
+    assert sorted(c["address"] for c in clients) == ["10.0.0.8", "10.0.0.9"]
