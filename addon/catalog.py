@@ -4,25 +4,51 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from addon.scripts import runtime_name
+from pydantic import BaseModel, ConfigDict
+
+from addon.events import QueryBool
+from addon.model import Name
+from addon.scripts import Runtime, runtime_name
 from addon.session_check import handle_problem
 from addon.sessions import session_runtime
 from addon.store import Snapshot
 from addon.validation import resolve_script, script_inside
 
 LoadProblems = dict[tuple[str, str], str]  # (container, script file) -> what its worker said
+Catalog = dict[str, list[dict[str, Any]]]
 
 
-def resolve_catalog(
-    snapshot: Snapshot, load_problems: LoadProblems | None = None
-) -> dict[str, list[dict[str, Any]]]:
+class CatalogQuery(BaseModel):
+    """The filters of GET …/catalog; an entry is listed when it meets all that are given.
+    Positions stay the hooks' real ones."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    service: Name | None = None
+    mode: Literal["sync", "async"] | None = None
+    runtime: Runtime | None = None
+    enabled: QueryBool | None = None
+    failure_mode: Literal["closed", "open"] | None = None
+
+
+def filter_catalog(catalog: Catalog, query: CatalogQuery) -> Catalog:
+    given = query.model_dump(exclude={"service"})
+    wanted = {name: value for name, value in given.items() if value is not None}
+    return {
+        service: [entry for entry in entries if all(entry[k] == v for k, v in wanted.items())]
+        for service, entries in catalog.items()
+        if query.service in (None, service)
+    }
+
+
+def resolve_catalog(snapshot: Snapshot, load_problems: LoadProblems | None = None) -> Catalog:
     """Blocking (it looks at the scripts on disk): call it off the event loop. `load_problems`:
     what the live exec-session workers reported when they loaded a script."""
     root = snapshot.scripts_root
     hooks_file = snapshot.hooks_file
-    catalog: dict[str, list[dict[str, Any]]] = {}
+    catalog: Catalog = {}
     for service in hooks_file.services:
         entries = []
         for position, hook in enumerate(hooks_file.hooks.get(service, [])):

@@ -62,7 +62,7 @@ from addon.matching import (
     resolve_service,
 )
 from addon.paths import ENCODED_SLASH_MODES, EncodedSlashes
-from addon.protocol import Phase
+from addon.protocol import Phase, ScriptEvent
 from addon.recorder import LogRecorder, Recorder
 from addon.scripts import Runtimes, become_subreaper, minimal_env
 from addon.sessions import DEFAULT_IDLE_S, SessionPool
@@ -446,7 +446,7 @@ class ProxyHooks:
         self._finish(flow, run)
 
     async def _run_and_apply(
-        self, flow: http.HTTPFlow, match: _Match, attempt: _Attempt, run: HookRun, event: dict[str, Any]
+        self, flow: http.HTTPFlow, match: _Match, attempt: _Attempt, run: HookRun, event: ScriptEvent
     ) -> bool:
         """Run the script, judge its answer, apply the verdict; whether it asked to see the
         response."""
@@ -551,11 +551,11 @@ class ProxyHooks:
             match.client,
         )
 
-    async def _run(self, match: _Match, event: dict[str, Any]) -> Verdict:
+    async def _run(self, match: _Match, event: ScriptEvent) -> Verdict:
         assert match.hook is not None
         return await run_hook(match.hook, event, match.container.snapshot.scripts_root, self.execution)
 
-    async def _observe(self, run: HookRun, match: _Match, event: dict[str, Any]) -> None:
+    async def _observe(self, run: HookRun, match: _Match, event: ScriptEvent) -> None:
         """An async hook: runs beside the flow, never delays it, and its answer is not applied."""
         try:
             verdict = await self._run(match, event)

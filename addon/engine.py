@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from addon.changes import RunChanges
 from addon.matching import ClientView, CompiledHook
 from addon.protocol import BadAnswer, Outcome, Phase, ScriptAnswer, parse_answer, parse_answer_object
 from addon.scripts import RunResult, Runtimes, ScriptUnavailable, open_script, run_script, runtime_name
@@ -73,6 +74,7 @@ class HookRun:
     duration_ms: float | None = None
     error: str | None = None
     stderr: str | None = None  # what the script wrote there, trimmed: traces, diagnostics
+    changes: RunChanges | None = None  # what the applied answer did (addon.changes)
     ts: str = field(
         default_factory=lambda: (
             dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
@@ -115,7 +117,9 @@ class HookRun:
             self.stderr = _excerpt(verdict.result.stderr_text, MAX_STDERR_SHOWN) or None
 
     def as_dict(self) -> dict[str, Any]:
-        return {**self.__dict__, "blocked": self.blocked}
+        """For flow.metadata: plain JSON values only (flows can be saved)."""
+        changes = None if self.changes is None else self.changes.model_dump(mode="json")
+        return {**self.__dict__, "blocked": self.blocked, "changes": changes}
 
 
 def _excerpt(text: str, limit: int = MAX_REASON) -> str:

@@ -32,7 +32,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 from addon.hosts import containment
 from addon.hosts.containment import become_subreaper as become_subreaper
@@ -172,7 +172,10 @@ class Runtimes:
         return [f"/proc/self/fd/{fd}"]
 
 
-def runtime_name(script: Path | str) -> str:
+Runtime = Literal["python", "node", "bash", "exec"]
+
+
+def runtime_name(script: Path | str) -> Runtime:
     """python, node, bash, or exec (run directly), from the extension."""
     suffix = Path(script).suffix.lower()
     if suffix == ".py":

@@ -17,7 +17,7 @@ from addon.event_recorder import EventRecorder
 from addon.paths import EncodedSlashes
 from addon.scripts import Runtimes, minimal_env
 from addon.sessions import SessionPool
-from control_api import debug_routes, events_routes, hooks_routes, openapi, schemas
+from control_api import debug_routes, events_routes, hooks_routes, openapi, protocol_routes, schemas
 from control_api.access import access_middleware
 from control_api.envelope import ApiError, error_body, not_found, ok
 from control_api.hosts import HostPolicy
@@ -139,6 +139,7 @@ API_ROUTES = (
     *hooks_routes.ROUTES,
     *events_routes.ROUTES,
     *debug_routes.ROUTES,
+    *protocol_routes.ROUTES,
     HEALTH,
     *openapi.ROUTES,
 )

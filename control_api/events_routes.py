@@ -1,5 +1,5 @@
-"""Events, run history, stats, the live stream and the catalog, under
-`/api/v1/containers/{id}/proxy`. Same envelope and ETag rules as the hooks endpoints."""
+"""Events (and notes posted from outside), run history, stats, the live stream and the catalog,
+under `/api/v1/containers/{id}/proxy`. Same envelope and ETag rules as the hooks endpoints."""
 
 from __future__ import annotations
 
@@ -10,20 +10,23 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from aiohttp import web
+from pydantic import BaseModel
 
-from addon.catalog import resolve_catalog
+from addon.catalog import CatalogQuery, filter_catalog, resolve_catalog
 from addon.event_recorder import EventRecorder
 from addon.event_store import PERIODS
-from addon.events import MAX_LIMIT, OUTCOMES, EventQuery
+from addon.events import MAX_LIMIT, OUTCOMES, Event, EventQuery, NoteCreate, query_bool
 from addon.model import RESERVED_SERVICES
-from addon.validation import InvalidInput, Problem, validate
+from addon.store import Snapshot
+from addon.validation import InvalidInput, Problem, parse_model, validate
 from control_api import schemas
 from control_api.envelope import ApiError, not_found, ok
-from control_api.hooks_routes import load_container
+from control_api.hooks_routes import load_container, read_body
 from control_api.keys import ETAG, EVENTS, LIVE_SESSIONS
 from control_api.operations import TAG_DEBUGGING, TAG_EVENTS, Operation, Route, list_query_param
 
 T = TypeVar("T")
+M = TypeVar("M", bound=BaseModel)
 
 BASE = "/api/v1/containers/{id}/proxy"
 LIST_PARAMS = {"outcome", "kind"}
@@ -84,17 +87,17 @@ def _params(request: web.Request, allowed: set[str]) -> dict[str, Any]:
     return data
 
 
-def _query(request: web.Request, **fixed: Any) -> EventQuery:
-    allowed = set(EventQuery.model_fields) - set(fixed)
+def _query(request: web.Request, model: type[M], **fixed: Any) -> M:
+    allowed = set(model.model_fields) - set(fixed)
     try:
-        return validate(EventQuery, {**_params(request, allowed), **fixed})
+        return validate(model, {**_params(request, allowed), **fixed})
     except InvalidInput as exc:
         raise _invalid_query(exc.problems) from None
 
 
 async def list_events(request: web.Request) -> web.Response:
     _, snapshot = await load_container(request)
-    query = _query(request)
+    query = _query(request, EventQuery)
     events = _events(request)
     page, next_cursor = await read_store(events, events.store.query, snapshot.container, query)
     listed = [event.model_dump(mode="json") for _, event in page]
@@ -108,7 +111,7 @@ async def hook_runs(request: web.Request) -> web.Response:
     if service in RESERVED_SERVICES:
         reserved = ", ".join(sorted(RESERVED_SERVICES))
         raise not_found("service", f"service {service!r} is reject-listed ({reserved}): it has no hooks")
-    params = _params(request, {"last", "outcome"})
+    params = _params(request, {"last", "outcome", "changed"})
     last = params.get("last", str(DEFAULT_RUNS))
     problems = []
     if not _SEQ.fullmatch(last) or not 1 <= int(last) <= MAX_LIMIT:
@@ -116,11 +119,24 @@ async def hook_runs(request: web.Request) -> web.Response:
     bad = [o for o in params.get("outcome", []) if o not in OUTCOMES]
     if bad:
         problems.append(Problem("outcome", f"must be among {', '.join(OUTCOMES)}, got {', '.join(bad)}"))
+    changed = None
+    if "changed" in params:
+        try:
+            changed = bool(query_bool(params["changed"]))
+        except ValueError as exc:
+            problems.append(Problem("changed", str(exc)))
     if problems:
         raise _invalid_query(problems)
     events = _events(request)
     runs = await read_store(
-        events, events.store.runs, snapshot.container, service, hook_id, int(last), params.get("outcome", [])
+        events,
+        events.store.runs,
+        snapshot.container,
+        service,
+        hook_id,
+        int(last),
+        params.get("outcome", []),
+        changed,
     )
     data = {"service": service, "hookId": hook_id, "runs": [r.model_dump(mode="json") for r in runs]}
     return ok("Hook runs listed successfully", data)
@@ -140,7 +156,7 @@ async def stream_events(request: web.Request) -> web.StreamResponse:
     """Server-Sent Events: each event recorded after the client connected (or after the
     `Last-Event-ID` it sends), in order, with the same filters as GET …/events."""
     _, snapshot = await load_container(request)
-    query = _query(request, limit=STREAM_BATCH, cursor=None)
+    query = _query(request, EventQuery, limit=STREAM_BATCH, cursor=None)
     events = _events(request)
     last_id = request.headers.get("Last-Event-ID", "").strip()
     if last_id and not _SEQ.fullmatch(last_id):
@@ -192,17 +208,75 @@ async def stream_events(request: web.Request) -> web.StreamResponse:
 
 async def catalog(request: web.Request) -> web.Response:
     _, snapshot = await load_container(request)
+    query = _query(request, CatalogQuery)
+    if query.service is not None and query.service not in snapshot.hooks_file.services:
+        raise _invalid_query([_unknown_service(snapshot, query.service)])
     live = request.app.get(LIVE_SESSIONS)
     problems = dict(live.load_problems) if live is not None else None
     services = await asyncio.to_thread(resolve_catalog, snapshot, problems)
-    data = {"services": services, "file_version": snapshot.version, "etag": snapshot.etag}
+    listed = filter_catalog(services, query)
+    data = {"services": listed, "file_version": snapshot.version, "etag": snapshot.etag}
     return ok("Catalog resolved successfully", data)
+
+
+def _unknown_service(snapshot: Snapshot, service: str) -> Problem:
+    defined = ", ".join(sorted(snapshot.hooks_file.services)) or "none"
+    reason = f"service {service!r} is not defined in container {snapshot.container!r} (defined: {defined})"
+    return Problem("service", reason)
+
+
+def _invalid_note(problems: list[Problem]) -> ApiError:
+    return ApiError(422, "Invalid event", "VALIDATION_ERROR", problems)
+
+
+def note_subject(snapshot: Snapshot, note: NoteCreate) -> tuple[str | None, str | None]:
+    """The service and hook a note is about. Both must exist now (what the catalog can show); a
+    hook's service is found when the note names the hook only."""
+    hooks_file = snapshot.hooks_file
+    if note.service is not None and note.service not in hooks_file.services:
+        raise _invalid_note([_unknown_service(snapshot, note.service)])
+    if note.hookId is None:
+        return note.service, None
+    for service in [note.service] if note.service is not None else list(hooks_file.services):
+        if any(hook.id == note.hookId for hook in hooks_file.hooks.get(service, [])):
+            return service, note.hookId
+    where = f"service {note.service!r}" if note.service is not None else f"container {snapshot.container!r}"
+    raise _invalid_note([Problem("hookId", f"no hook {note.hookId!r} in {where}")])
+
+
+async def add_note(request: web.Request) -> web.Response:
+    """Record a note: written before the answer (201 means stored), then streamed like a run."""
+    _, snapshot = await load_container(request)
+    events = _events(request)
+    raw = await read_body(request)
+    try:
+        note = parse_model(NoteCreate, raw)
+    except InvalidInput as exc:
+        raise _invalid_note(exc.problems) from None
+    service, hook_id = note_subject(snapshot, note)
+    event = Event(
+        kind="note",
+        container=snapshot.container,
+        service=service,
+        hook_id=hook_id,
+        message=note.message,
+        data=note.data,
+    )
+    await read_store(events, events.store.insert, [event])
+    if events.hub is not None:
+        events.hub.notify()  # wake this process's streams now (others poll)
+    return ok("Event recorded", event.model_dump(mode="json"), 201)
 
 
 ROUTES = (
     Route("GET", BASE + "/events", list_events, Operation(
         "listContainerProxyEvents", TAG_EVENTS, "Hook events, newest first",
         schemas.EventsPage, "Events listed successfully", query=EventQuery, errors=(404, 422, 503),
+    )),
+    Route("POST", BASE + "/events", add_note, Operation(
+        "addContainerProxyEvent", TAG_EVENTS,
+        "Record a note (a deploy marker, a finding from outside the proxy) as an event of kind note",
+        Event, "Event recorded", 201, NoteCreate, errors=(404, 422, 413, 503),
     )),
     Route("GET", BASE + "/events/stream", stream_events, Operation(
         "streamContainerProxyEvents", TAG_EVENTS,
@@ -222,10 +296,12 @@ ROUTES = (
             {"name": "last", "in": "query",
              "schema": {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT}},
             list_query_param("outcome", {"enum": list(OUTCOMES)}),
+            {"name": "changed", "in": "query", "schema": {"type": "boolean"},
+             "description": "runs whose answer changed the exchange (true) or did not (false)"},
         ),
     )),
     Route("GET", BASE + "/catalog", catalog, Operation(
         "getContainerProxyCatalog", TAG_DEBUGGING, "What will really run, per service, in evaluation order",
-        schemas.Catalog, "Catalog resolved successfully",
+        schemas.Catalog, "Catalog resolved successfully", query=CatalogQuery, errors=(404, 422),
     )),
 )  # fmt: skip

@@ -140,12 +140,13 @@ def _head(get: dict[str, Any]) -> dict[str, Any]:
 
 def _models(routes: Sequence[Route]) -> dict[str, Any]:
     ops = [route.operation for route in routes]
-    models = {schemas.ErrorBody} | {op.data for op in ops if op.data} | {op.body for op in ops if op.body}
+    # What the API answers is described as it is serialized, what it takes as it is validated (by
+    # role, not by module: a model in both roles would get two schemas, `-Input` and `-Output`).
+    answers = {schemas.ErrorBody} | {op.data for op in ops if op.data}
+    bodies = {op.body for op in ops if op.body}
     _, definitions = models_json_schema(
-        [
-            (m, "serialization" if m.__module__ == schemas.__name__ else "validation")
-            for m in sorted(models, key=lambda m: m.__name__)
-        ],
+        [(m, "serialization") for m in sorted(answers, key=lambda m: m.__name__)]
+        + [(m, "validation") for m in sorted(bodies, key=lambda m: m.__name__)],
         ref_template="#/components/schemas/{model}",
     )
     found: dict[str, Any] = definitions.get("$defs", {})

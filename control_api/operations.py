@@ -41,6 +41,11 @@ TAG_DEBUGGING = Tag(
     "Why a hook does (or does not) run: explain a request, dry-run a hook on a sample, and the "
     "catalog of what will really run.",
 )
+TAG_PROTOCOL = Tag(
+    "Script Protocol",
+    "What a hook script reads and may answer, machine-readable: the phases, and the JSON Schemas "
+    "of the event and of the answer, generated from the definitions the proxy judges answers with.",
+)
 TAG_SERVER = Tag("Server", "This API itself: its health, the containers it serves, and this document.")
 
 # The statuses a write can answer besides the door's, in the contract's order of checks.

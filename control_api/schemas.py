@@ -92,6 +92,12 @@ class Day(BaseModel):
     avgDurationMs: float
 
 
+class RecentClient(BaseModel):
+    address: str
+    lastSeen: str = Field(description="when its latest run started (UTC)")
+    runs: int = Field(description="its runs in the period")
+
+
 class Stats(BaseModel):
     period: str
     totalEvents: int
@@ -103,6 +109,11 @@ class Stats(BaseModel):
     serviceBreakdown: list[ServiceBreakdown]
     hookBreakdown: list[HookBreakdown]
     dailyActivity: list[Day]
+    eventsByKind: dict[str, int] = Field(description="every kind of event in the period, runs included")
+    notes: int = Field(description="notes posted in the period (never counted in the run figures)")
+    recentClients: list[RecentClient] = Field(
+        description="the last client addresses that triggered runs in the period, latest first (at most 10)"
+    )
     dropped: int
 
 

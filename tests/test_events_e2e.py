@@ -75,7 +75,10 @@ def test_each_outcome_is_one_event_with_its_fields(
     assert response.status_code == status
     [event] = runs_of(api, hook_id, 1)
     assert len(event["id"]) == ULID_LEN and event["ts"].endswith("Z")
-    varying = {"id": None, "ts": None, "duration_ms": None, "stderr": None, "reason": None, "error": None}
+    varying = {
+        "id": None, "ts": None, "duration_ms": None, "stderr": None, "reason": None, "error": None,
+        "changes": None,  # each answer's: test_run_changes
+    }  # fmt: skip
     assert event | varying == {
         "id": None, "ts": None, "kind": "run", "container": "e2e", "service": "auth", "hook_id": hook_id,
         "position": 0, "phase": "request", "mode": extra.get("mode", "sync"), "method": "GET",
@@ -85,8 +88,9 @@ def test_each_outcome_is_one_event_with_its_fields(
         "exit_code": {"continued": 0, "modified": 0, "responded": 0, "blocked": 0, "failed": 3,
                       "timeout": None, "observed": 0}[outcome],
         "duration_ms": None, "script": "/act.py", "runtime": "python", "error": None, "stderr": None,
-        "file_version": None,
+        "file_version": None, "changes": None, "message": None, "data": None,
     }  # fmt: skip
+    assert (event["changes"] is not None) == (outcome in ("modified", "responded"))
     if outcome == "blocked":
         assert event["reason"] == "blocked by python"
     if outcome in ("failed", "timeout"):

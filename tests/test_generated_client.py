@@ -89,7 +89,9 @@ def _function_modules(package: ModuleType) -> dict[str, set[str]]:
 
 def test_functions_carry_the_seed_sdk_names_by_area(generated: ModuleType, live: ApiProcess) -> None:
     modules = _function_modules(generated)
-    assert set(modules) == {"proxy_hooks", "events", "debugging", "server"}
+    assert set(modules) == {"proxy_hooks", "events", "debugging", "script_protocol", "server"}
+    assert "add_container_proxy_event" in modules["events"]
+    assert "get_proxy_protocol" in modules["script_protocol"]
     assert SEED_FUNCTIONS | {"replace_container_proxy_service_hooks"} <= modules["proxy_hooks"]
     document = httpx.get(f"{live.url}/api/v1/openapi.json").json()
     ids = {op["operationId"] for ops in document["paths"].values() for op in ops.values()}

@@ -66,7 +66,7 @@ def test_the_seed_endpoints_carry_the_seed_sdk_names() -> None:
 def test_every_operation_has_one_tag_the_document_describes() -> None:
     document = build_document(API_ROUTES)
     described = {tag["name"]: tag["description"] for tag in document["tags"]}
-    assert set(described) == {"Proxy Hooks", "Events", "Debugging", "Server"}
+    assert set(described) == {"Proxy Hooks", "Events", "Debugging", "Script Protocol", "Server"}
     assert all(described.values())
     for key, op in _operations(document).items():
         assert len(op["tags"]) == 1 and op["tags"][0] in described, key
