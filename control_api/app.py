@@ -17,7 +17,7 @@ from addon.event_recorder import EventRecorder
 from addon.paths import EncodedSlashes
 from addon.scripts import Runtimes, minimal_env
 from addon.sessions import SessionPool
-from control_api import debug_routes, events_routes, hooks_routes, openapi
+from control_api import debug_routes, events_routes, hooks_routes, openapi, schemas
 from control_api.access import access_middleware
 from control_api.envelope import ApiError, error_body, not_found, ok
 from control_api.hosts import HostPolicy
@@ -31,8 +31,10 @@ from control_api.keys import (
     HOST_POLICY,
     LIVE_SESSIONS,
     MAX_BODY_BYTES,
+    ROUTE_TABLE,
     TOKEN,
 )
+from control_api.operations import TAG_SERVER, Operation, Route, register
 
 log = logging.getLogger(__name__)
 
@@ -129,6 +131,18 @@ async def _events_error(events: EventRecorder) -> str | None:
     return None
 
 
+HEALTH = Route("GET", "/healthz", healthz, Operation(
+    "getHealth", TAG_SERVER, "Health", schemas.Health, "OK", errors=(), container=False,
+))  # fmt: skip
+# Every route, in the document's order; each module keeps the operations of its own handlers.
+API_ROUTES = (
+    *hooks_routes.ROUTES,
+    *events_routes.ROUTES,
+    *debug_routes.ROUTES,
+    HEALTH,
+    *openapi.ROUTES,
+)
+
 DRY_RUN_IDLE_S = 60.0
 
 
@@ -172,9 +186,6 @@ def make_app(
         app[LIVE_SESSIONS] = live_sessions
     if events is not None:
         app[EVENTS] = events
-    app.router.add_get("/healthz", healthz)
-    hooks_routes.add_routes(app)
-    events_routes.add_routes(app)
-    debug_routes.add_routes(app)
-    openapi.add_routes(app)
+    app[ROUTE_TABLE] = API_ROUTES
+    register(app, API_ROUTES)
     return app

@@ -17,9 +17,11 @@ from addon.event_store import PERIODS
 from addon.events import MAX_LIMIT, OUTCOMES, EventQuery
 from addon.model import RESERVED_SERVICES
 from addon.validation import InvalidInput, Problem, validate
+from control_api import schemas
 from control_api.envelope import ApiError, not_found, ok
 from control_api.hooks_routes import load_container
 from control_api.keys import ETAG, EVENTS, LIVE_SESSIONS
+from control_api.operations import TAG_DEBUGGING, TAG_EVENTS, Operation, Route, list_query_param
 
 T = TypeVar("T")
 
@@ -154,6 +156,10 @@ async def stream_events(request: web.Request) -> web.StreamResponse:
         }
     )
     await response.prepare(request)
+    if request.method == "HEAD":
+        # The headers only; a body written after them would be read as the next response on
+        # the client's kept-alive connection.
+        return response
     await response.write(b"retry: 2000\n\n")
     idle = 0.0
     while request.transport is not None and not request.transport.is_closing():
@@ -193,9 +199,33 @@ async def catalog(request: web.Request) -> web.Response:
     return ok("Catalog resolved successfully", data)
 
 
-def add_routes(app: web.Application) -> None:
-    app.router.add_get(BASE + "/events", list_events)
-    app.router.add_get(BASE + "/events/stream", stream_events)
-    app.router.add_get(BASE + "/stats", stats)
-    app.router.add_get(BASE + "/catalog", catalog)
-    app.router.add_get(BASE + "/hooks/{service}/{hookId}/runs", hook_runs)
+ROUTES = (
+    Route("GET", BASE + "/events", list_events, Operation(
+        "listContainerProxyEvents", TAG_EVENTS, "Hook events, newest first",
+        schemas.EventsPage, "Events listed successfully", query=EventQuery, errors=(404, 422, 503),
+    )),
+    Route("GET", BASE + "/events/stream", stream_events, Operation(
+        "streamContainerProxyEvents", TAG_EVENTS,
+        "New events as Server-Sent Events (resume with Last-Event-ID)", None, "",
+        query=EventQuery, query_exclude=STREAM_FIXED, errors=(404, 422, 503), stream=True,
+        extra_params=({"name": "Last-Event-ID", "in": "header", "schema": {"type": "string"}},),
+    )),
+    Route("GET", BASE + "/stats", stats, Operation(
+        "getContainerProxyStats", TAG_EVENTS, "Aggregated hook activity",
+        schemas.Stats, "Stats computed successfully", errors=(404, 422, 503),
+        extra_params=({"name": "period", "in": "query", "schema": {"enum": list(PERIODS)}},),
+    )),
+    Route("GET", BASE + "/hooks/{service}/{hookId}/runs", hook_runs, Operation(
+        "listContainerProxyHookRuns", TAG_EVENTS, "One hook's run history (also after it was deleted)",
+        schemas.HookRuns, "Hook runs listed successfully", errors=(404, 422, 503),
+        extra_params=(
+            {"name": "last", "in": "query",
+             "schema": {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT}},
+            list_query_param("outcome", {"enum": list(OUTCOMES)}),
+        ),
+    )),
+    Route("GET", BASE + "/catalog", catalog, Operation(
+        "getContainerProxyCatalog", TAG_DEBUGGING, "What will really run, per service, in evaluation order",
+        schemas.Catalog, "Catalog resolved successfully",
+    )),
+)  # fmt: skip

@@ -20,8 +20,10 @@ from addon import edits
 from addon.model import Hook, HookCreate, HookList, HookMove, HookReplace, HookSpec
 from addon.store import Change, FileUnusable, HooksStore, ReadOnlyFile, Snapshot, VersionMismatch, utc_now
 from addon.validation import InvalidInput, Problem, hook_problems, parse_model
+from control_api import schemas
 from control_api.envelope import ApiError, not_found, ok
 from control_api.keys import CONTAINERS, ETAG, MAX_BODY_BYTES
+from control_api.operations import TAG_PROXY_HOOKS, WRITE_ERRORS, Operation, Route
 from control_api.preconditions import expected_version, precondition_failed
 
 M = TypeVar("M", bound=BaseModel)
@@ -223,13 +225,46 @@ async def replace_service_hooks(request: web.Request) -> web.Response:
     return ok("Service hooks replaced", _versioned(snapshot, service=write.service, hooks=views))
 
 
-def add_routes(app: web.Application) -> None:
-    app.router.add_get(BASE, list_container_hooks)
-    app.router.add_get(BASE + "/{service}", list_service_hooks)
-    app.router.add_post(BASE + "/{service}", create_hook)
-    app.router.add_put(BASE + "/{service}", replace_service_hooks)
-    app.router.add_delete(BASE + "/{service}", clear_hooks)
-    app.router.add_get(BASE + "/{service}/{hookId}", get_hook)
-    app.router.add_patch(BASE + "/{service}/{hookId}", replace_hook)
-    app.router.add_delete(BASE + "/{service}/{hookId}", delete_hook)
-    app.router.add_patch(BASE + "/{service}/{hookId}/position", move_hook)
+# The seed's eight endpoints under the seed SDK's names, and the bulk PUT in the same style.
+ROUTES = (
+    Route("GET", BASE, list_container_hooks, Operation(
+        "listContainerProxyHooks", TAG_PROXY_HOOKS, "List all hooks for a container",
+        schemas.ContainerHooks, "Proxy hooks listed successfully",
+    )),
+    Route("GET", BASE + "/{service}", list_service_hooks, Operation(
+        "listContainerProxyServiceHooks", TAG_PROXY_HOOKS, "List hooks for a service",
+        schemas.ServiceHooks, "Service hooks listed successfully",
+    )),
+    Route("POST", BASE + "/{service}", create_hook, Operation(
+        "addContainerProxyHook", TAG_PROXY_HOOKS, "Append or insert a new hook",
+        schemas.OneHook, "Hook created successfully", 201, HookCreate,
+        errors=WRITE_ERRORS, if_match=True,
+    )),
+    Route("PUT", BASE + "/{service}", replace_service_hooks, Operation(
+        "replaceContainerProxyServiceHooks", TAG_PROXY_HOOKS, "Replace a service's hooks in one write",
+        schemas.ServiceHooks, "Service hooks replaced", body=HookList,
+        errors=WRITE_ERRORS, if_match=True,
+    )),
+    Route("DELETE", BASE + "/{service}", clear_hooks, Operation(
+        "clearContainerProxyServiceHooks", TAG_PROXY_HOOKS, "Clear all hooks for a service",
+        schemas.Cleared, "Service hooks cleared", errors=(404, 428, 412, 409), if_match=True,
+    )),
+    Route("GET", BASE + "/{service}/{hookId}", get_hook, Operation(
+        "getContainerProxyHook", TAG_PROXY_HOOKS, "Get a single hook",
+        schemas.OneHook, "Hook retrieved successfully",
+    )),
+    Route("PATCH", BASE + "/{service}/{hookId}", replace_hook, Operation(
+        "updateContainerProxyHook", TAG_PROXY_HOOKS, "Replace a hook in place",
+        schemas.OneHook, "Hook updated successfully", body=HookReplace,
+        errors=WRITE_ERRORS, if_match=True,
+    )),
+    Route("DELETE", BASE + "/{service}/{hookId}", delete_hook, Operation(
+        "removeContainerProxyHook", TAG_PROXY_HOOKS, "Remove a single hook",
+        schemas.Versioned, "Hook removed successfully", errors=(404, 428, 412, 409), if_match=True,
+    )),
+    Route("PATCH", BASE + "/{service}/{hookId}/position", move_hook, Operation(
+        "moveContainerProxyHook", TAG_PROXY_HOOKS, "Move a hook to a new position",
+        schemas.OneHook, "Hook moved successfully", body=HookMove,
+        errors=WRITE_ERRORS, if_match=True,
+    )),
+)  # fmt: skip

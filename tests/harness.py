@@ -162,14 +162,20 @@ class Mitmdump:
               ["--set", f"hooks_events={confdir / 'events.db' if events is None else events}"]),
             *extra,
         ]  # fmt: skip
+        # An installation runs away from the checkout, which must not shadow what it installed.
+        self._launch(command, confdir, env, cwd=cwd or (None if installed is None else confdir.parent))
+
+    def _launch(
+        self, command: list[str], confdir: Path, env: dict[str, str] | None = None, cwd: Path | None = None
+    ) -> None:
+        """Start `command` (mitmdump, or what runs it) and wait until the proxy and its API listen."""
         self.proc = subprocess.Popen(
             command,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
             env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
-            # An installation runs away from the checkout, which must not shadow what it installed.
-            cwd=cwd or (None if installed is None else confdir.parent),
+            cwd=cwd,
         )
         self.lines: list[str] = []
         threading.Thread(target=self._pump, daemon=True).start()

@@ -126,6 +126,7 @@ def test_filters_and_paging_return_exactly_the_right_rows(client: httpx.Client, 
     expect({"blocked": "true"}, lambda e: e["blocked"])
     expect({"blocked": "false"}, lambda e: not e["blocked"])
     expect({"outcome": ["responded", "blocked"]}, lambda e: e["outcome"] in ("responded", "blocked"))
+    expect({"outcome": "responded,blocked"}, lambda e: e["outcome"] in ("responded", "blocked"))
     expect(
         {"outcome": "continued", "hookId": other},
         lambda e: e["outcome"] == "continued" and e["hook_id"] == other,
