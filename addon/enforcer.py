@@ -12,6 +12,7 @@ import asyncio
 import collections.abc
 import contextlib
 import datetime as dt
+import errno
 import functools
 import logging
 import os
@@ -31,12 +32,12 @@ from mitmproxy.proxy import commands, events, layer
 from addon.admission import Refused, admit, check_headers
 from addon.containers import ConfigError, Containers
 from addon.engine import Execution, HookRun, Verdict, run_hook
+from addon.event_location import default_events_path
 from addon.event_recorder import (
     DEFAULT_MAX_AGE_DAYS,
     DEFAULT_MAX_ROWS,
     DEFAULT_QUEUE,
     EventRecorder,
-    default_events_path,
 )
 from addon.event_store import SQLiteEventStore
 from addon.flows import (
@@ -152,9 +153,11 @@ class ProxyHooks:
         )
         loader.add_option(
             "hooks_events",
-            str,
-            str(default_events_path()),
-            "SQLite file where every hook run is recorded (created on first use). Empty: none.",
+            Optional[str],  # noqa: UP045
+            None,
+            "SQLite file where every hook run is recorded (created on first use). Unset: "
+            "<config folder>/.proxy-hooks/events.db beside hooks_config, or, when that folder is "
+            "read-only, $XDG_STATE_HOME/proxy-hooks/<digest of its path>/events.db. Empty: none.",
         )
         loader.add_option(
             "hooks_events_max_rows", int, DEFAULT_MAX_ROWS, "Keep at most this many events (oldest go first)."
@@ -248,7 +251,8 @@ class ProxyHooks:
         try:
             if updated & {"hooks_api", "hooks_api_token", "hooks_api_hosts"}:
                 self._check_api_options()
-            if updated & EVENT_OPTIONS:
+            # The default store lives beside the hooks, so it moves with hooks_config.
+            if updated & EVENT_OPTIONS or ("hooks_config" in updated and ctx.options.hooks_events is None):
                 self._configure_events()
             if "hooks_config" in updated:
                 self._load_config(ctx.options.hooks_config)
@@ -601,18 +605,19 @@ class ProxyHooks:
         log.info("proxy-hooks: enforcing hooks of %s", names)
 
     def _configure_events(self) -> None:
-        path = ctx.options.hooks_events
+        path = _events_path(ctx.options.hooks_events, ctx.options.hooks_config)
         for name in ("hooks_events_max_rows", "hooks_events_queue"):
             if getattr(ctx.options, name) < 1:
                 raise exceptions.OptionsError(f"{name} must be at least 1")
         if ctx.options.hooks_events_max_age_days < 0:
             raise exceptions.OptionsError("hooks_events_max_age_days must be 0 (keep) or more")
-        if not path:
+        if path is None:
             self.events = None
             return
         days = ctx.options.hooks_events_max_age_days
+        log.info("proxy-hooks: recording hook runs in %s", path)
         self.events = EventRecorder(
-            SQLiteEventStore(Path(path)),
+            SQLiteEventStore(path),
             queue_size=ctx.options.hooks_events_queue,
             max_rows=ctx.options.hooks_events_max_rows,
             max_age=dt.timedelta(days=days) if days else None,
@@ -647,7 +652,11 @@ class ProxyHooks:
             try:
                 sock = bind(host, port)
             except OSError as exc:
-                log.error("proxy-hooks: cannot serve the control API on %s: %s", listen, exc.strerror or exc)
+                if exc.errno == errno.EADDRINUSE:
+                    reason = f"port {port} is in use; pick another with --set hooks_api=HOST:PORT"
+                else:
+                    reason = f"cannot serve the control API on {listen}: {exc.strerror or exc}"
+                log.error("proxy-hooks: %s", reason)
                 return
             self._spawn(self._serve_api(sock))
 
@@ -685,6 +694,13 @@ class ProxyHooks:
             with contextlib.suppress(RuntimeError):
                 asyncio.get_running_loop().create_task(runner.cleanup())
         self.api_url = None
+
+
+def _events_path(option: str | None, config: str | None) -> Path | None:
+    """hooks_events as given (empty: none), or the store beside the hooks configuration."""
+    if option is not None:
+        return Path(option) if option else None
+    return default_events_path(Path(config), create=True) if config else None
 
 
 @dataclass

@@ -76,9 +76,22 @@ class ApiProcess:
     """A real `proxy-hooks api` subprocess; `url` is where it listens."""
 
     def __init__(
-        self, config: Path, *extra: str, env: dict[str, str] | None = None, events: Path | None = None
+        self,
+        config: Path,
+        *extra: str,
+        env: dict[str, str] | None = None,
+        events: Path | None = None,
+        default_events: bool = False,
+        cwd: Path | None = None,
     ):
+        """`events`: the store to serve (default: events.db beside the config); with
+        `default_events`, no --events at all (the configuration's own store, if any)."""
         self.config = config
+        events_args = (
+            []
+            if default_events
+            else ["--events", str(events or (config if config.is_dir() else config.parent) / "events.db")]
+        )
         self.proc = subprocess.Popen(
             [
                 *proxy_hooks_command(),
@@ -87,14 +100,14 @@ class ApiProcess:
                 str(config),
                 "--listen",
                 "127.0.0.1:0",
-                "--events",
-                str(events or (config if config.is_dir() else config.parent) / "events.db"),
+                *events_args,
                 *extra,
             ],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
             env={**os.environ, **(env or {})},
+            cwd=cwd,
         )
         self.stderr_lines: list[str] = []
         lines: queue.Queue[str] = queue.Queue()

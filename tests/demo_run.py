@@ -40,12 +40,12 @@ class DemoServices:
 
 
 class ProxyHooksRun(Mitmdump):
-    """`proxy-hooks run` as `make run` starts it (events beside the copy), with its own confdir;
-    read and stopped as the Mitmdump it runs."""
+    """`proxy-hooks run` as `make run` starts it (events in the copy's .proxy-hooks/, the default),
+    with its own confdir; read and stopped as the Mitmdump it runs."""
 
     def __init__(self, config: Path, proxy_port: int, api: str, confdir: Path):
         self._launch(
             [*proxy_hooks_command(), "run", "--config", str(config), "--listen-port", str(proxy_port),
-             "--api", api, "--events", str(config / "events.db"), "--set", f"confdir={confdir}"],
+             "--api", api, "--set", f"confdir={confdir}"],
             confdir,
         )  # fmt: skip

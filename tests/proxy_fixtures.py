@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.harness import Mitmdump, Upstream, container_doc, set_hooks, write_json
+from tests.harness import Installed, Mitmdump, Upstream, container_doc, set_hooks, write_json
 
 SCRIPTS = Path(__file__).parent / "scripts"
 
@@ -35,6 +35,17 @@ def home(tmp_path_factory: pytest.TempPathFactory, upstream: Upstream) -> Path:
     Path(executable).chmod(0o755)
     write_json(folder / "e2e.json", container_doc(upstream))
     return folder
+
+
+def installed_proxy(
+    tmp_path_factory: pytest.TempPathFactory, upstream: Upstream, installation: Installed
+) -> Mitmdump:
+    """A proxy run by `installation`'s mitmdump and -s file (not this checkout's) for the e2e
+    container, with the test scripts beside it."""
+    folder = tmp_path_factory.mktemp("installed")
+    shutil.copytree(SCRIPTS, folder / "scripts")
+    config = write_json(folder / "e2e.json", container_doc(upstream))
+    return Mitmdump(config, folder / "confdir", installed=installation)
 
 
 @pytest.fixture(scope="module")
