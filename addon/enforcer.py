@@ -29,6 +29,7 @@ from mitmproxy import ctx, exceptions, http, tcp
 from mitmproxy.proxy import commands, events, layer
 
 from addon.admission import Refused, admit, check_headers
+from addon.catalog import deployment_problems
 from addon.containers import ConfigError, Containers
 from addon.engine import Execution, HookRun, Verdict, run_hook
 from addon.event_recorder import (
@@ -66,6 +67,7 @@ from addon.protocol import Phase
 from addon.recorder import LogRecorder, Recorder
 from addon.scripts import Runtimes, become_subreaper, minimal_env
 from addon.sessions import DEFAULT_IDLE_S, SessionPool
+from addon.validation import FileRefs, problem_lines
 from addon.watcher import watch_hooks_files
 from control_api.app import ApiSettings
 from control_api.hosts import parse_hosts
@@ -386,7 +388,8 @@ class ProxyHooks:
             if not containers:
                 return False
             names = FlowNames(host_names(host, port), sni=host_names(sni, port) if sni else ())
-            return resolve_service(containers, names) is not None
+            found = resolve_service(containers, names)
+            return found is not None and not found[1].reserved  # no hook to go around there
         except Misdirected:
             return True
         except Exception:
@@ -497,8 +500,10 @@ class ProxyHooks:
             log.exception("proxy-hooks: cannot record the failed run of hook %s", run.hook_id)
 
     def _for_a_service(self, flow: http.HTTPFlow) -> bool:
+        """Whether the flow is for a service whose hooks judge it (not a reject-listed one)."""
         try:
-            return resolve_service(self._compiled_containers(), flow_names(flow)) is not None
+            found = resolve_service(self._compiled_containers(), flow_names(flow))
+            return found is not None and not found[1].reserved
         except Exception:  # BadHost, Misdirected, or a bug: `request` refuses it; hold the body
             return True
 
@@ -532,6 +537,10 @@ class ProxyHooks:
         if admitted is None:
             return None
         container, service = admitted.container, admitted.service
+        if admitted.path is None:  # a reject-listed service: no hook, nothing read or rewritten
+            if service.upstream:
+                _route(flow, service.upstream)
+            return None
         check_headers(flow.request.headers.items(multi=True), service.read_headers)
         flow.metadata[SERVICE_KEY] = f"{container.name}/{service.name}"
         _no_protocol_switch(flow)
@@ -599,6 +608,20 @@ class ProxyHooks:
             raise exceptions.OptionsError(message) from None
         names = ", ".join(f"{n} v{s.last_good.version}" for n, s in self.containers if s.last_good)
         log.info("proxy-hooks: enforcing hooks of %s", names)
+        self._warn_undeployed()
+
+    def _warn_undeployed(self) -> None:
+        """Hooks whose script is not there (or, for an exec session, has no handle): the files
+        load all the same, so a half-deployed folder never stops the proxy; each such hook fails
+        as its failure_mode says until the script is deployed. /healthz says so too."""
+        assert self.containers is not None
+        for _, store in self.containers:
+            snapshot = store.last_good
+            if snapshot is None:
+                continue
+            refs = FileRefs.of(snapshot.hooks_file)
+            for line in problem_lines(store.path, deployment_problems(refs, snapshot.scripts_root)):
+                log.warning("proxy-hooks: %s (until then the hook fails as its failure_mode says)", line)
 
     def _configure_events(self) -> None:
         path = ctx.options.hooks_events
