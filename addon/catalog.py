@@ -125,28 +125,38 @@ def missing_script(scripts_root: Path, script_path: str) -> str | None:
     )
 
 
-def script_problems(hook: HookRefs, scripts_root: Path) -> list[Problem]:
+def script_problems(
+    hook: HookRefs, scripts_root: Path, known: dict[tuple[str, bool], list[Problem]] | None = None
+) -> list[Problem]:
     """Referential integrity of a hook's script, as deployed now: the file is there and, for a
     hook with execId, defines handle(event). An error for the API's writes and `proxy-hooks
-    check`; a hooks file that has one still loads, and the hook fails as its failure_mode says."""
+    check`; a hooks file that has one still loads, and the hook fails as its failure_mode says.
+    Blocking (it looks at the disk); `known` memoises it per script within one check."""
     if hook.script is None:
         return []
+    key = (hook.script, hook.exec_id is not None)
+    if known is not None and key in known:
+        return known[key]
+    problems = []
     missing = missing_script(scripts_root, hook.script)
     if missing is not None:
-        return [Problem("script.path", missing)]
-    if hook.exec_id is not None:
+        problems.append(Problem("script.path", missing))
+    elif hook.exec_id is not None:
         problem = handle_problem(resolve_script(scripts_root, hook.script))
         if problem is not None:
-            return [Problem("script.path", problem)]
-    return []
+            problems.append(Problem("script.path", problem))
+    if known is not None:
+        known[key] = problems
+    return problems
 
 
 def deployment_problems(refs: FileRefs, scripts_root: Path | None) -> list[Problem]:
     """`script_problems` of every hook of a file."""
     if scripts_root is None:
         return []
+    known: dict[tuple[str, bool], list[Problem]] = {}
     return [
         problem.under(f"hooks.{service}[{position}]")
         for service, position, hook in refs.hookable()
-        for problem in script_problems(hook, scripts_root)
+        for problem in script_problems(hook, scripts_root, known)
     ]

@@ -108,11 +108,19 @@ def _valid(model: type[M], data: dict[str, Any], problems: list[Problem]) -> M:
     return body
 
 
-def _ref_problems(snapshot: Snapshot, hook: HookRefs) -> list[Problem]:
-    """What a hook being written refers to must exist now: its groups, and its script inside
-    the scripts folder (and, for an exec session, defining handle)."""
+def _ref_problems(snapshot: Snapshot, hooks: list[tuple[str, HookRefs]]) -> list[Problem]:
+    """What the hooks being written refer to must exist now: their groups, and their scripts
+    inside the scripts folder (and, for an exec session, defining handle). `hooks` are
+    (where in the body, refs). Blocking (it looks at the scripts): run it off the loop."""
     hooks_file, root = snapshot.hooks_file, snapshot.scripts_root
-    return hook_problems(hook, hooks_file.container, hooks_file.groups, root) + script_problems(hook, root)
+    inside: dict[str, bool] = {}
+    known: dict[tuple[str, bool], list[Problem]] = {}
+    return [
+        problem.under(where) if where else problem
+        for where, hook in hooks
+        for problem in hook_problems(hook, hooks_file.container, hooks_file.groups, root, inside)
+        + script_problems(hook, root, known)
+    ]
 
 
 @dataclass(frozen=True)
@@ -188,7 +196,7 @@ async def create_hook(request: web.Request) -> web.Response:
     write = await _begin_write(request)
     data = await _json_body(request)
     count = len(_service_hooks(write.snapshot, write.service))
-    problems = _ref_problems(write.snapshot, HookRefs.read(data))
+    problems = await asyncio.to_thread(_ref_problems, write.snapshot, [("", HookRefs.read(data))])
     body = _valid(HookCreate, data, problems + edits.insert_problems(count, data.get("position")))
     now = utc_now()
     snapshot, (position, hook) = await _commit(
@@ -203,7 +211,8 @@ async def replace_hook(request: web.Request) -> web.Response:
     data = await _json_body(request)
     position, _ = find_hook(write.snapshot, write.service, hook_id)
     echoed = edits.replace_problems(hook_id, position, data.get("id"), data.get("position"))
-    body = _valid(HookReplace, data, _ref_problems(write.snapshot, HookRefs.read(data)) + echoed)
+    problems = await asyncio.to_thread(_ref_problems, write.snapshot, [("", HookRefs.read(data))])
+    body = _valid(HookReplace, data, problems + echoed)
     now = utc_now()
     snapshot, (position, hook) = await _commit(
         request, write, lambda f: edits.replace_hook(f, write.service, hook_id, body, now)
@@ -217,10 +226,9 @@ async def move_hook(request: web.Request) -> web.Response:
     data = await _json_body(request)
     _, moved = find_hook(write.snapshot, write.service, hook_id)
     count = len(_service_hooks(write.snapshot, write.service))
-    problems = edits.move_problems(count, data.get("position"))
-    # A move writes the hook again: the script it runs must be there, as for any write.
-    problems += script_problems(HookRefs.of(moved), write.snapshot.scripts_root)
-    body = _valid(HookMove, data, problems)
+    # A move writes the hook again: what it refers to must be there, as for any write.
+    problems = await asyncio.to_thread(_ref_problems, write.snapshot, [("", HookRefs.of(moved))])
+    body = _valid(HookMove, data, problems + edits.move_problems(count, data.get("position")))
     snapshot, (position, hook) = await _commit(
         request, write, lambda f: edits.move_hook(f, write.service, hook_id, body.position)
     )
@@ -248,7 +256,7 @@ async def replace_service_hooks(request: web.Request) -> web.Response:
         (f"hooks[{i}]", HookRefs.read(item))
         for i, item in enumerate(items if isinstance(items, list) else [])
     ]
-    problems = [p.under(where) for where, hook in refs for p in _ref_problems(write.snapshot, hook)]
+    problems = await asyncio.to_thread(_ref_problems, write.snapshot, refs)
     problems += duplicate_ids((where, hook.id) for where, hook in refs)
     body = _valid(HookList, data, problems)
     now = utc_now()
