@@ -388,8 +388,7 @@ class ProxyHooks:
             if not containers:
                 return False
             names = FlowNames(host_names(host, port), sni=host_names(sni, port) if sni else ())
-            found = resolve_service(containers, names)
-            return found is not None and not found[1].reserved  # no hook to go around there
+            return resolve_service(containers, names) is not None
         except Misdirected:
             return True
         except Exception:
@@ -538,6 +537,10 @@ class ProxyHooks:
             return None
         container, service = admitted.container, admitted.service
         if admitted.path is None:  # a reject-listed service: no hook, nothing read or rewritten
+            # Except a switch to another protocol (h2c): past it, requests for any service could
+            # ride the connection to an upstream this one shares, unseen.
+            flow.metadata[SERVICE_KEY] = f"{container.name}/{service.name}"
+            _no_protocol_switch(flow)
             if service.upstream:
                 _route(flow, service.upstream)
             return None

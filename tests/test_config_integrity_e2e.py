@@ -82,6 +82,19 @@ def test_a_declared_reject_listed_service_passes_untouched(proxy: Mitmdump, upst
     assert send_raw(proxy.port, "GET http://auth.test/x HTTP/1.1\r\nHost: auth.test").status == 403
 
 
+def test_a_reject_listed_service_gets_no_protocol_switch(proxy: Mitmdump, upstream: Upstream) -> None:
+    """The one thing its flows lose: past a switch to another protocol (h2c, anything but
+    WebSocket), requests naming any service could ride the connection to an upstream it shares,
+    unseen. So the upgrade is dropped, as for other services. (mitmproxy drops h2c itself.)"""
+    head = (
+        "GET http://logs.test/switch HTTP/1.1\r\nHost: logs.test\r\nx-marker: switch\r\n"
+        "Connection: Upgrade, HTTP2-Settings, keep-alive\r\nUpgrade: foo/1\r\nHTTP2-Settings: AAMAAABkAAQAAP__"
+    )
+    assert send_raw(proxy.port, head).status == 200
+    [seen] = upstream.seen("switch")
+    assert "upgrade" not in seen["headers"] and "http2-settings" not in seen["headers"]
+
+
 def test_a_reject_listed_service_is_no_way_around_another_services_hooks(proxy: Mitmdump) -> None:
     """It names flows like any service: sent to logs while its Host says auth is two services."""
     response = send_raw(proxy.port, "GET http://logs.test/x HTTP/1.1\r\nHost: auth.test")
