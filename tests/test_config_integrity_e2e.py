@@ -88,7 +88,8 @@ def test_a_reject_listed_service_gets_no_protocol_switch(proxy: Mitmdump, upstre
     unseen. So the upgrade is dropped, as for other services. (mitmproxy drops h2c itself.)"""
     head = (
         "GET http://logs.test/switch HTTP/1.1\r\nHost: logs.test\r\nx-marker: switch\r\n"
-        "Connection: Upgrade, HTTP2-Settings, keep-alive\r\nUpgrade: foo/1\r\nHTTP2-Settings: AAMAAABkAAQAAP__"
+        "Connection: Upgrade, HTTP2-Settings, keep-alive\r\nUpgrade: foo/1\r\n"
+        "HTTP2-Settings: AAMAAABkAAQAAP__"
     )
     assert send_raw(proxy.port, head).status == 200
     [seen] = upstream.seen("switch")
