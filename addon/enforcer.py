@@ -30,6 +30,7 @@ from mitmproxy import ctx, exceptions, http, tcp
 from mitmproxy.proxy import commands, events, layer
 
 from addon.admission import Refused, admit, check_headers
+from addon.catalog import deployment_problems
 from addon.containers import ConfigError, Containers
 from addon.engine import Execution, HookRun, Verdict, run_hook
 from addon.event_location import default_events_path
@@ -67,6 +68,7 @@ from addon.protocol import Phase, ScriptEvent
 from addon.recorder import LogRecorder, Recorder
 from addon.scripts import Runtimes, become_subreaper, minimal_env
 from addon.sessions import DEFAULT_IDLE_S, SessionPool
+from addon.validation import FileRefs, problem_lines
 from addon.watcher import watch_hooks_files
 from control_api.app import ApiSettings
 from control_api.hosts import parse_hosts
@@ -501,8 +503,10 @@ class ProxyHooks:
             log.exception("proxy-hooks: cannot record the failed run of hook %s", run.hook_id)
 
     def _for_a_service(self, flow: http.HTTPFlow) -> bool:
+        """Whether the flow is for a service whose hooks judge it (not a reject-listed one)."""
         try:
-            return resolve_service(self._compiled_containers(), flow_names(flow)) is not None
+            found = resolve_service(self._compiled_containers(), flow_names(flow))
+            return found is not None and not found[1].reserved
         except Exception:  # BadHost, Misdirected, or a bug: `request` refuses it; hold the body
             return True
 
@@ -536,6 +540,14 @@ class ProxyHooks:
         if admitted is None:
             return None
         container, service = admitted.container, admitted.service
+        if admitted.path is None:  # a reject-listed service: no hook, nothing read or rewritten
+            # Except a switch to another protocol (h2c): past it, requests for any service could
+            # ride the connection to an upstream this one shares, unseen.
+            flow.metadata[SERVICE_KEY] = f"{container.name}/{service.name}"
+            _no_protocol_switch(flow)
+            if service.upstream:
+                _route(flow, service.upstream)
+            return None
         check_headers(flow.request.headers.items(multi=True), service.read_headers)
         flow.metadata[SERVICE_KEY] = f"{container.name}/{service.name}"
         _no_protocol_switch(flow)
@@ -603,6 +615,20 @@ class ProxyHooks:
             raise exceptions.OptionsError(message) from None
         names = ", ".join(f"{n} v{s.last_good.version}" for n, s in self.containers if s.last_good)
         log.info("proxy-hooks: enforcing hooks of %s", names)
+        self._warn_undeployed()
+
+    def _warn_undeployed(self) -> None:
+        """Hooks whose script is not there (or, for an exec session, has no handle): the files
+        load all the same, so a half-deployed folder never stops the proxy; each such hook fails
+        as its failure_mode says until the script is deployed. /healthz says so too."""
+        assert self.containers is not None
+        for _, store in self.containers:
+            snapshot = store.last_good
+            if snapshot is None:
+                continue
+            refs = FileRefs.of(snapshot.hooks_file)
+            for line in problem_lines(store.path, deployment_problems(refs, snapshot.scripts_root)):
+                log.warning("proxy-hooks: %s (until then the hook fails as its failure_mode says)", line)
 
     def _configure_events(self) -> None:
         path = _events_path(ctx.options.hooks_events, ctx.options.hooks_config)

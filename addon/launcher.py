@@ -162,9 +162,11 @@ def launch(
     events: str | None = None,
     api_hosts: Sequence[str] = (),
 ) -> int:
-    problems, _ = check(config)
-    if problems:
-        raise LaunchError("\n".join(problems))
+    # Only what stops the addon loading the files: a script not deployed yet is the proxy's
+    # warning (its hook fails as its failure_mode says), never a reason not to start.
+    blocking = check(config).blocking
+    if blocking:
+        raise LaunchError("\n".join(blocking))
     check_ports(listen_host, listen_port, modes, api)
     if token:
         # Through the environment, not --set, so it does not show in the process list.

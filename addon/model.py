@@ -35,6 +35,12 @@ _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}\Z")
 _HEADER_NAME_RE = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+\Z")
 
 
+def reserved_service(name: str) -> str:
+    """How every message names a reject-listed service: a container may declare one (its flows
+    pass untouched), but it never has hooks."""
+    return f"service {name!r} is reject-listed ({', '.join(sorted(RESERVED_SERVICES))})"
+
+
 def _name(value: str) -> str:
     if not _NAME_RE.match(value):
         raise ValueError(

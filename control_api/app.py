@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from addon.catalog import session_problems
+from addon.catalog import health_problems
 from addon.containers import Containers
 from addon.engine import Execution
 from addon.event_recorder import EventRecorder
@@ -81,11 +81,23 @@ async def healthz(request: web.Request) -> web.Response:
     sessions = live if live is not None else request.app[EXECUTION].sessions
     load_problems = dict(sessions.load_problems) if sessions is not None else {}
     problems: list[dict[str, object]] = []
+    reasons: list[str] = []  # why degraded, in words
     for name, store in request.app[CONTAINERS]:
         snapshot = await asyncio.to_thread(store.read)
-        for problem in await asyncio.to_thread(session_problems, snapshot, load_problems):
+        session_problems, missing = await asyncio.to_thread(health_problems, snapshot, load_problems)
+        for problem in session_problems:
             problems.append({"container": name, **problem})
+            reasons.append(
+                f"{name}/{problem['service']} hook {problem['hook']}: exec session "
+                f"{problem['exec_id']!r} cannot serve: {problem['problem']}"
+            )
+        reasons += missing
         error = store.error
+        if error is not None:
+            reasons.append(
+                f"{store.path.name} is invalid; version {snapshot.version} is still enforced: "
+                + "; ".join(map(str, error.problems))
+            )
         containers.append(
             {
                 "id": name,
@@ -97,9 +109,11 @@ async def healthz(request: web.Request) -> web.Response:
         )
     events = request.app.get(EVENTS)
     events_error = None if events is None else await _events_error(events)
-    healthy = all(c["error"] is None for c in containers) and not problems and events_error is None
+    if events_error is not None:
+        reasons.append(f"events are not recorded: {events_error}")
     data: dict[str, object] = {
-        "status": "ok" if healthy else "degraded",
+        "status": "degraded" if reasons else "ok",
+        "reasons": reasons,
         "containers": containers,
         "exec_sessions": {
             "workers": sessions.status() if sessions is not None else [],

@@ -31,6 +31,7 @@ from addon.event_store import SQLiteEventStore
 from addon.explain import MatchQuery, explain
 from addon.matching import CompiledContainer
 from addon.paths import ENCODED_SLASH_MODES
+from addon.validation import problems_from
 from control_api.app import ApiSettings
 from control_api.hosts import parse_hosts
 from control_api.server import (
@@ -310,12 +311,10 @@ def _run_api(args: argparse.Namespace) -> int:
 def _run_check(args: argparse.Namespace) -> int:
     failed = False
     for path in args.paths:
-        problems, good = check(path)
-        for line in good:
+        report = check(path)
+        for line in [*report.good, *report.errors]:
             print(line)
-        for line in problems:
-            print(line)
-        failed = failed or bool(problems)
+        failed = failed or bool(report.errors)
     return 1 if failed else 0
 
 
@@ -374,7 +373,8 @@ def _run_explain(args: argparse.Namespace) -> int:
         )
         containers = [CompiledContainer.compile(s) for s in read_only_snapshots(args.config)]
     except ValidationError as exc:
-        print(f"proxy-hooks explain: {exc}", file=sys.stderr)
+        for problem in problems_from(exc, MatchQuery):
+            print(f"proxy-hooks explain: {problem}", file=sys.stderr)
         return 2
     except ConfigError as exc:
         print("proxy-hooks explain: cannot load the hooks configuration:\n" + str(exc), file=sys.stderr)

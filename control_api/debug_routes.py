@@ -9,6 +9,7 @@ import sqlite3
 from aiohttp import web
 
 from addon.dry_run import DryRunRequest, InlineScriptsDisabled, dry_run
+from addon.edits import hookable_services
 from addon.events import Event
 from addon.explain import MatchQuery, explain
 from addon.matching import CompiledContainer
@@ -27,16 +28,17 @@ async def list_containers(request: web.Request) -> web.Response:
     for name, store in request.app[CONTAINERS]:
         snapshot = await asyncio.to_thread(store.read)
         hooks = snapshot.hooks_file.hooks
+        by_service = {
+            service: len(hooks.get(service, [])) for service in hookable_services(snapshot.hooks_file)
+        }
         containers.append(
             {
                 "id": name,
                 "file_version": snapshot.version,
                 "etag": snapshot.etag,
                 "services": len(snapshot.hooks_file.services),
-                "hooks": sum(len(hooks.get(service, [])) for service in snapshot.hooks_file.services),
-                "hooksByService": {
-                    service: len(hooks.get(service, [])) for service in snapshot.hooks_file.services
-                },
+                "hooks": sum(by_service.values()),
+                "hooksByService": by_service,
                 "error": None if store.error is None else [str(p) for p in store.error.problems],
             }
         )

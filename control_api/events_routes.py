@@ -12,13 +12,14 @@ from typing import Any, TypeVar
 from aiohttp import web
 from pydantic import BaseModel
 
+from addon import edits
 from addon.catalog import CatalogQuery, filter_catalog, resolve_catalog
 from addon.event_recorder import EventRecorder
 from addon.event_store import PERIODS
 from addon.events import MAX_LIMIT, OUTCOMES, Event, EventQuery, NoteCreate, query_bool
 from addon.model import RESERVED_SERVICES
 from addon.store import Snapshot
-from addon.validation import InvalidInput, Problem, parse_model, validate
+from addon.validation import InvalidInput, Problem, check_model, in_order, parse_model
 from control_api import schemas
 from control_api.envelope import ApiError, not_found, ok
 from control_api.hooks_routes import load_container, read_body
@@ -68,31 +69,30 @@ async def read_store(events: EventRecorder, call: Callable[..., T], *args: Any) 
         raise unavailable(events, exc) from None
 
 
-def _params(request: web.Request, allowed: set[str]) -> dict[str, Any]:
-    """Query parameters as a dict: repeatable ones as lists, the others given at most once."""
+def _params(request: web.Request, allowed: set[str]) -> tuple[dict[str, Any], list[Problem]]:
+    """Query parameters as a dict (repeatable ones as lists, the others given at most once),
+    and what is wrong with their names: the values are checked next, and all reported at once."""
     data: dict[str, Any] = {}
     problems = []
-    for name in set(request.query):
+    for name in sorted(set(request.query)):
         values = request.query.getall(name)
         if name not in allowed:
             problems.append(Problem(name, f"unknown parameter (allowed: {', '.join(sorted(allowed))})"))
         elif name in LIST_PARAMS:
             data[name] = [v for value in values for v in value.split(",") if v]
         elif len(values) > 1:
-            problems.append(Problem(name, "given more than once"))
+            problems.append(Problem(name, "given more than once; give it once"))
         else:
             data[name] = values[0]
-    if problems:
-        raise _invalid_query(problems)
-    return data
+    return data, problems
 
 
 def _query(request: web.Request, model: type[M], **fixed: Any) -> M:
-    allowed = set(model.model_fields) - set(fixed)
-    try:
-        return validate(model, {**_params(request, allowed), **fixed})
-    except InvalidInput as exc:
-        raise _invalid_query(exc.problems) from None
+    data, problems = _params(request, set(model.model_fields) - set(fixed))
+    query, more = check_model(model, {**data, **fixed})
+    if problems or more or query is None:
+        raise _invalid_query(in_order(problems + more))
+    return query
 
 
 async def list_events(request: web.Request) -> web.Response:
@@ -109,11 +109,10 @@ async def hook_runs(request: web.Request) -> web.Response:
     _, snapshot = await load_container(request)
     service, hook_id = request.match_info["service"], request.match_info["hookId"]
     if service in RESERVED_SERVICES:
-        reserved = ", ".join(sorted(RESERVED_SERVICES))
-        raise not_found("service", f"service {service!r} is reject-listed ({reserved}): it has no hooks")
-    params = _params(request, {"last", "outcome", "changed"})
+        refused = edits.reserved(service)
+        raise not_found(refused.field, str(refused))
+    params, problems = _params(request, {"last", "outcome", "changed"})
     last = params.get("last", str(DEFAULT_RUNS))
-    problems = []
     if not _SEQ.fullmatch(last) or not 1 <= int(last) <= MAX_LIMIT:
         problems.append(Problem("last", f"must be an integer 1-{MAX_LIMIT}, got {last!r}"))
     bad = [o for o in params.get("outcome", []) if o not in OUTCOMES]
@@ -126,7 +125,7 @@ async def hook_runs(request: web.Request) -> web.Response:
         except ValueError as exc:
             problems.append(Problem("changed", str(exc)))
     if problems:
-        raise _invalid_query(problems)
+        raise _invalid_query(in_order(problems))
     events = _events(request)
     runs = await read_store(
         events,
@@ -144,9 +143,12 @@ async def hook_runs(request: web.Request) -> web.Response:
 
 async def stats(request: web.Request) -> web.Response:
     _, snapshot = await load_container(request)
-    period = _params(request, {"period"}).get("period", "7d")
+    params, problems = _params(request, {"period"})
+    period = params.get("period", "7d")
     if period not in PERIODS:
-        raise _invalid_query([Problem("period", f"must be one of {', '.join(PERIODS)}, got {period!r}")])
+        problems.append(Problem("period", f"must be one of {', '.join(PERIODS)}, got {period!r}"))
+    if problems:
+        raise _invalid_query(in_order(problems))
     events = _events(request)
     figures = await read_store(events, events.store.stats, snapshot.container, period)
     return ok("Stats computed successfully", {**figures, "dropped": events.dropped})

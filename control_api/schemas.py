@@ -196,8 +196,10 @@ class ExecSessions(BaseModel):
 
 class Health(BaseModel):
     status: str = Field(
-        description="ok; degraded while a hooks file is invalid or an exec-session script cannot load"
+        description="ok; degraded while a hooks file is invalid, an enabled hook's script is missing, "
+        "an exec-session script cannot load, or events cannot be recorded"
     )
+    reasons: list[str] = Field(description="why degraded, one sentence each; empty when ok")
     containers: list[HealthContainer]
     exec_sessions: ExecSessions
     events: dict[str, Any] | None = None

@@ -59,11 +59,25 @@ def proxy_hooks_command() -> list[str]:
     return [str(script)] if script.exists() else [sys.executable, "-m", "control_api.cli"]
 
 
+# The script DEMO's hook runs (in an exec session, so it defines handle): a hook's script must
+# exist for the API to accept the hook.
+DEMO_SCRIPT = "exports.handle = async (event) => null;\n"
+
+
 def write_container(path: Path, data: dict[str, Any] | None = None) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(DEMO if data is None else data, indent=2))
     (path.parent / "scripts" / "hooks").mkdir(parents=True, exist_ok=True)
+    (path.parent / "scripts" / "hooks" / "login-trace.js").write_text(DEMO_SCRIPT)
     return path
+
+
+def write_scripts(folder: Path, *paths: str, source: str = "") -> None:
+    """Put a script at each hook `script.path` under a scripts folder, so hooks can refer to it."""
+    for path in paths:
+        script = folder / path.lstrip("/")
+        script.parent.mkdir(parents=True, exist_ok=True)
+        script.write_text(source)
 
 
 def demo(**changes: Any) -> dict[str, Any]:

@@ -311,11 +311,13 @@ def test_config_reloads_and_rejected_edits_are_events(api: httpx.Client, home: P
 
 
 def test_catalog_shows_what_will_run(api: httpx.Client, home: Path) -> None:
+    shutil.copy(home / "scripts" / "act.sh", home / "scripts" / "act-plain")  # not executable
+    shutil.copy(home / "scripts" / "act.sh", home / "scripts" / "missing.sh")
     set_hooks(api, "e2e", "auth", [
         hook("/a", "/act.py"), hook("/b", "/act.js", enabled=False, mode="async"), hook("/c", "/missing.sh"),
         hook("/d", "/act-plain"),
     ])  # fmt: skip
-    shutil.copy(home / "scripts" / "act.sh", home / "scripts" / "act-plain")  # not executable
+    (home / "scripts" / "missing.sh").unlink()  # gone after the hook was written
     data = api.get("/api/v1/containers/e2e/proxy/catalog").json()["data"]
     auth = data["services"]["auth"]
     assert [(h["position"], h["runtime"], h["exists"], h["enabled"], h["mode"]) for h in auth] == [
