@@ -132,10 +132,10 @@ def _big(size: int) -> dict[str, Any]:
     ("body", "field", "reason"),
     [
         ({}, "message", "required"),
-        ({"message": ""}, "message", "at least 1"),
+        ({"message": ""}, "message", "must not be empty"),
         ({"message": "m" * (MAX_NOTE_MESSAGE + 1)}, "message", f"at most {MAX_NOTE_MESSAGE}"),
         ({"message": "m", "colour": 1}, "colour", "unknown field (allowed: message, service, hookId, data)"),
-        ({"message": "m", "data": [1]}, "data", "dictionary"),
+        ({"message": "m", "data": [1]}, "data", "must be a JSON object"),
         ({"message": "m", "data": _big(MAX_NOTE_DATA_BYTES + 1)}, "data", f"got {MAX_NOTE_DATA_BYTES + 1}"),
         ({"message": "m", "service": "nope"}, "service", "in container 'e2e' (defined: auth, billing)"),
         ({"message": "m", "service": "logs"}, "service", "not defined"),
