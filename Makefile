@@ -9,7 +9,7 @@ RUN_DIR ?= var/run
 LISTEN ?= 127.0.0.1:8082
 PROXY_PORT ?= 8080
 
-.PHONY: test run lint install clean demo-reset bench
+.PHONY: test run lint install clean demo-reset bench screenshots
 
 # Editable in "compat" mode (a plain path in a .pth): setuptools' default editable finder costs
 # every Python start ~15 ms, which per-run Python hooks would pay on each run.
@@ -56,7 +56,13 @@ run: $(STAMP) $(RUN_DIR)/demo.json
 	@$(BIN)/python configs/demo_upstream.py 9001 9002 $(PROXY_PORT) & upstream=$$!; \
 	trap 'kill $$upstream 2>/dev/null' EXIT INT TERM; \
 	echo "Hooks: $(RUN_DIR) (a copy of configs/; make demo-reset restores it). API: http://$(LISTEN)/api/v1/containers/demo/proxy/hooks"; \
+	echo "Dashboard: http://$(LISTEN)/ui/"; \
 	$(BIN)/proxy-hooks run --config $(RUN_DIR) --listen-port $(PROXY_PORT) --api $(LISTEN) --events $(RUN_DIR)/events.db
+
+# The README's pictures of the dashboard, taken by its browser tests (needs chromium and
+# chromium-driver); a plain `make test` writes none.
+screenshots: $(STAMP)
+	PROXY_HOOKS_SCREENSHOTS=docs/screenshots $(BIN)/python -m pytest tests/test_dashboard.py -q
 
 # Prints one table: every configuration against bare mitmdump in the same run (see bench/run.py).
 bench: $(STAMP)

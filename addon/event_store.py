@@ -39,6 +39,13 @@ CREATE INDEX IF NOT EXISTS events_by_time ON events (container, ts);
 """
 PRUNE_CHUNK = 5000
 PERIODS = {"24h": dt.timedelta(hours=24), "7d": dt.timedelta(days=7), "30d": dt.timedelta(days=30)}
+# The stats' timeline: hourly buckets over a day, daily ones beyond (the width of the ISO prefix
+# that names a bucket, and the bucket's length).
+BUCKETS = {
+    "24h": (13, dt.timedelta(hours=1)),
+    "7d": (10, dt.timedelta(days=1)),
+    "30d": (10, dt.timedelta(days=1)),
+}
 
 
 # SQLite's own words for "this file is not (or no longer) a database we can use".
@@ -252,6 +259,11 @@ class SQLiteEventStore:
                 " GROUP BY day ORDER BY day",
                 args,
             ).fetchall()
+            width = BUCKETS[period][0]
+            buckets = db.execute(
+                f"SELECT substr(ts, 1, {width}) AS bucket, outcome, count(*) {base} GROUP BY bucket, outcome",
+                args,
+            ).fetchall()
         return {
             "period": period,
             "totalEvents": total,
@@ -271,7 +283,34 @@ class SQLiteEventStore:
                 {"date": day, "total": n, "blocked": b, "allowed": n - b, "avgDurationMs": _ms(d)}
                 for day, n, b, d in days
             ],
+            "timeline": _timeline(period, since, buckets),
         }
+
+
+def _timeline(period: str, since: str, rows: list[tuple[str, str, int]]) -> list[dict[str, Any]]:
+    """Runs per bucket and outcome, every bucket of the period listed (empty ones too), oldest
+    first, so a chart's x axis is the period itself."""
+    width, step = BUCKETS[period]
+    counts: dict[str, dict[str, int]] = {}
+    for bucket, outcome, n in rows:
+        counts.setdefault(bucket, {})[outcome] = n
+    start = dt.datetime.fromisoformat(since.replace("Z", "+00:00")).replace(minute=0, second=0, microsecond=0)
+    if step >= dt.timedelta(days=1):
+        start = start.replace(hour=0)
+    end = dt.datetime.now(dt.UTC)
+    timeline = []
+    while start <= end:
+        key = start.strftime("%Y-%m-%dT%H" if width == 13 else "%Y-%m-%d")
+        found = counts.get(key, {})
+        timeline.append(
+            {
+                "start": iso_utc(start),
+                "total": sum(found.values()),
+                "byOutcome": {o: found.get(o, 0) for o in OUTCOMES},
+            }
+        )
+        start += step
+    return timeline
 
 
 def _ms(value: float | None) -> float:

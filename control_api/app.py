@@ -17,7 +17,7 @@ from addon.event_recorder import EventRecorder
 from addon.paths import EncodedSlashes
 from addon.scripts import Runtimes, minimal_env
 from addon.sessions import SessionPool
-from control_api import debug_routes, events_routes, hooks_routes, openapi
+from control_api import debug_routes, events_routes, hooks_routes, openapi, ui_routes
 from control_api.access import access_middleware
 from control_api.envelope import ApiError, error_body, not_found, ok
 from control_api.hosts import HostPolicy
@@ -177,4 +177,5 @@ def make_app(
     events_routes.add_routes(app)
     debug_routes.add_routes(app)
     openapi.add_routes(app)
+    ui_routes.add_routes(app)
     return app

@@ -61,11 +61,26 @@ class Operation:
     stream: bool = False
     extra_params: tuple[dict[str, Any], ...] = field(default=())
     query_exclude: tuple[str, ...] = ()  # fields of `query` this operation does not take
+    media: tuple[str, ...] = ()  # a success that is not JSON: its content types (a string body)
 
 
 OPERATIONS: dict[tuple[str, str], Operation] = {
     ("GET", "/healthz"): Operation("Health", schemas.Health, "OK", errors=(), container=False),
     ("GET", "/api/v1/openapi.json"): Operation("This document", None, "", errors=(), container=False),
+    ("GET", "/"): Operation(
+        "Links to the dashboard and the API (a browser, Accept: text/html, is redirected to /ui/)",
+        schemas.Index,
+        "proxy-hooks control API",
+        errors=(),
+        container=False,
+    ),
+    ("GET", "/ui/{asset}"): Operation(
+        "The dashboard's files (index.html when empty); no token needed, they hold no data",
+        None,
+        "",
+        container=False,
+        media=("text/html", "text/javascript", "text/css", "text/plain"),
+    ),
     ("GET", "/api/v1/containers"): Operation(
         "List the containers served",
         schemas.ContainerList,
@@ -227,7 +242,12 @@ def _operation(method: str, path: str, op: Operation) -> dict[str, Any]:
             "description": "file:v<N> (quoted or bare, weak or strong, or a list of them), or * for "
                            "whatever version is current; 428 without it, 412 when it names no current one",
         })  # fmt: skip
-    if op.stream:
+    if op.media:
+        success = {
+            "description": op.summary,
+            "content": {media: {"schema": {"type": "string"}} for media in op.media},
+        }
+    elif op.stream:
         success = {"description": "text/event-stream", "headers": etag,
                    "content": {"text/event-stream": {"schema": {"type": "string"}}}}  # fmt: skip
     elif op.data is None:

@@ -92,6 +92,16 @@ class Day(BaseModel):
     avgDurationMs: float
 
 
+class Index(BaseModel):
+    links: dict[str, str] = Field(description="the dashboard, the OpenAPI document, health, containers")
+
+
+class TimelineBucket(BaseModel):
+    start: str = Field(description="ISO 8601 UTC start of the hour (24h) or day (7d, 30d)")
+    total: int
+    byOutcome: dict[str, int]
+
+
 class Stats(BaseModel):
     period: str
     totalEvents: int
@@ -103,6 +113,7 @@ class Stats(BaseModel):
     serviceBreakdown: list[ServiceBreakdown]
     hookBreakdown: list[HookBreakdown]
     dailyActivity: list[Day]
+    timeline: list[TimelineBucket] = Field(description="runs per bucket and outcome, every bucket listed")
     dropped: int
 
 

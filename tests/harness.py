@@ -7,6 +7,7 @@ import asyncio
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -206,6 +207,27 @@ class Mitmdump:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+
+
+CONFIGS = ROOT / "configs"
+
+
+def demo_services(home: Path) -> tuple[Path, subprocess.Popen[str]]:
+    """`make run`'s configuration: a copy of configs/ in `home` (its folder and demo.json) whose
+    two demo services listen on free ports, and those services (configs/demo_upstream.py)
+    running. The caller terminates them."""
+    shutil.copytree(CONFIGS, home / "configs")
+    auth_port, billing_port = free_port(), free_port()
+    path = home / "configs" / "demo.json"
+    text = path.read_text().replace("127.0.0.1:9001", f"127.0.0.1:{auth_port}")
+    path.write_text(text.replace("127.0.0.1:9002", f"127.0.0.1:{billing_port}"))
+    services = subprocess.Popen(
+        [sys.executable, str(CONFIGS / "demo_upstream.py"), str(auth_port), str(billing_port)],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert services.stdout is not None
+    wait_for(lambda: "demo services" in services.stdout.readline(), 20, "the demo services")
+    return path, services
 
 
 def set_hooks(api: httpx.Client, container: str, service: str, hooks: list[dict[str, Any]]) -> dict[str, Any]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import itertools
 import logging
 from pathlib import Path
 
@@ -140,3 +141,27 @@ async def test_hub_wakes_a_waiting_reader(tmp_path: Path) -> None:
     await asyncio.wait_for(waiter, 10)
     recorder.stop()
     wait_for(lambda: recorder.store.count() == 1, 5, "the event to be stored")
+
+
+@pytest.mark.parametrize(
+    ("period", "step", "buckets"), [("24h", dt.timedelta(hours=1), 25), ("7d", dt.timedelta(days=1), 8)]
+)
+def test_the_stats_timeline_counts_runs_per_bucket_and_outcome(
+    tmp_path: Path, period: str, step: dt.timedelta, buckets: int
+) -> None:
+    store = SQLiteEventStore(tmp_path / "events.db")
+    store.create()
+    now = dt.datetime.now(dt.UTC)
+    placed = [(now, "blocked"), (now, "blocked"), (now, "continued"), (now - 3 * step, "failed")]
+    store.insert([event(n, ts=iso_utc(moment), outcome=o) for n, (moment, o) in enumerate(placed)])
+    store.insert([event(9, ts=iso_utc(now - 40 * step), outcome="blocked")])  # before the period
+    store.insert([event(10, ts=iso_utc(now), outcome="blocked", kind="dry_run")])  # not a run
+    timeline = store.stats("c", period)["timeline"]
+    assert len(timeline) in (buckets, buckets + 1)  # every bucket, the partial first one included
+    starts = [dt.datetime.fromisoformat(b["start"].replace("Z", "+00:00")) for b in timeline]
+    assert all(later - earlier == step for earlier, later in itertools.pairwise(starts))
+    [i] = [i for i, start in enumerate(starts) if start <= now < start + step]  # the bucket of `now`
+    last, three_back = timeline[i], timeline[i - 3]
+    assert last["byOutcome"]["blocked"] == 2 and last["byOutcome"]["continued"] == 1 and last["total"] == 3
+    assert three_back["byOutcome"]["failed"] == 1 and three_back["total"] == 1
+    assert sum(b["total"] for b in timeline) == 4
