@@ -78,6 +78,8 @@ class Target:
             ("GET", f"{c}/proxy/events/stream", None),
             ("GET", f"{c}/proxy/stats", None),
             ("GET", f"{c}/proxy/catalog", None),
+            ("GET", "/", None),
+            ("GET", "/ui/index.html", None),  # the dashboard: no token, but the same door
         ]
 
     def body_routes(self) -> list[tuple[str, str, dict[str, Any]]]:
@@ -124,7 +126,13 @@ def target(request: pytest.FixtureRequest) -> Target:
 
 def test_the_routes_here_are_every_route_of_the_api(standalone: Target) -> None:
     generic = {
-        (m, p.replace("/demo/", "/{id}/").replace("/auth", "/{service}").replace(SEED_ID, "{hookId}"))
+        (
+            m,
+            p.replace("/demo/", "/{id}/")
+            .replace("/auth", "/{service}")
+            .replace(SEED_ID, "{hookId}")
+            .replace("/ui/index.html", "/ui/{asset}"),
+        )
         for m, p, _ in standalone.routes()
     }
     assert generic == set(OPERATIONS)
