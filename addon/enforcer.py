@@ -28,6 +28,7 @@ from aiohttp import web
 from mitmproxy import ctx, exceptions, http, tcp
 from mitmproxy.proxy import commands, events, layer
 
+from addon import metrics
 from addon.admission import Refused, admit, check_headers
 from addon.containers import ConfigError, Containers
 from addon.engine import Execution, HookRun, Verdict, run_hook
@@ -409,6 +410,7 @@ class ProxyHooks:
             return
         if match is None:
             return
+        metrics.flow_seen(match.container.name, match.service.name, match.hook is not None)
         attempt.match = match
         attempt.stage = "routing to the service's upstream"
         if match.service.upstream:
@@ -571,6 +573,7 @@ class ProxyHooks:
             log.exception("proxy-hooks: cannot record the run of async hook %s", run.hook_id)
 
     def _record(self, run: HookRun) -> None:
+        metrics.run_recorded(run)
         self.recorder.record(run)
         if self.events is not None:
             self.events.record(run)
@@ -668,6 +671,7 @@ class ProxyHooks:
         log.info("proxy-hooks control API listening on %s", self.api_url)
 
     def _config_changed(self, container: str, kind: str, version: int | None, problems: Any) -> None:
+        metrics.config_changed(container, kind)
         if self.events is not None:
             self.events.config_changed(container, kind, version, problems)
 

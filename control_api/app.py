@@ -17,7 +17,7 @@ from addon.event_recorder import EventRecorder
 from addon.paths import EncodedSlashes
 from addon.scripts import Runtimes, minimal_env
 from addon.sessions import SessionPool
-from control_api import debug_routes, events_routes, hooks_routes, openapi, ui_routes
+from control_api import debug_routes, events_routes, hooks_routes, metrics, openapi, ui_routes
 from control_api.access import access_middleware
 from control_api.envelope import ApiError, error_body, not_found, ok
 from control_api.hosts import HostPolicy
@@ -156,7 +156,8 @@ def make_app(
 ) -> web.Application:
     """`live_sessions`: the proxy's exec sessions, when the API runs inside the proxy."""
     app = web.Application(
-        middlewares=[envelope_middleware, access_middleware], client_max_size=MAX_BODY_BYTES
+        middlewares=[metrics.count_requests, envelope_middleware, access_middleware],
+        client_max_size=MAX_BODY_BYTES,
     )
     app[CONTAINERS] = containers
     app[TOKEN] = settings.token
@@ -178,4 +179,5 @@ def make_app(
     debug_routes.add_routes(app)
     openapi.add_routes(app)
     ui_routes.add_routes(app)
+    metrics.install(app)
     return app

@@ -81,6 +81,14 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         container=False,
         media=("text/html", "text/javascript", "text/css", "text/plain"),
     ),
+    ("GET", "/metrics"): Operation(
+        "Prometheus metrics (text exposition format)",
+        None,
+        "",
+        errors=(),
+        container=False,
+        media=("text/plain",),
+    ),
     ("GET", "/api/v1/containers"): Operation(
         "List the containers served",
         schemas.ContainerList,

@@ -78,6 +78,7 @@ class Target:
             ("GET", f"{c}/proxy/events/stream", None),
             ("GET", f"{c}/proxy/stats", None),
             ("GET", f"{c}/proxy/catalog", None),
+            ("GET", "/metrics", None),
             ("GET", "/", None),
             ("GET", "/ui/index.html", None),  # the dashboard: no token, but the same door
         ]
