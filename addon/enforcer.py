@@ -30,6 +30,7 @@ from mitmproxy.proxy import commands, events, layer
 
 from addon import metrics
 from addon.admission import Refused, admit, check_headers
+from addon.capture import DEFAULT_BODY_MAX
 from addon.containers import ConfigError, Containers
 from addon.engine import Execution, HookRun, Verdict, run_hook
 from addon.event_recorder import (
@@ -40,6 +41,7 @@ from addon.event_recorder import (
     default_events_path,
 )
 from addon.event_store import SQLiteEventStore
+from addon.flow_capture import exchange_of
 from addon.flows import (
     HOOK_HEADER,
     METADATA_KEY,
@@ -187,6 +189,13 @@ class ProxyHooks:
             "the next run starts it again.",
         )
         loader.add_option(
+            "hooks_capture_body_max",
+            int,
+            DEFAULT_BODY_MAX,
+            "Bytes of each request and response body a hook with capture keeps (the rest is cut, "
+            "and the exchange says truncated).",
+        )
+        loader.add_option(
             "hooks_encoded_slashes",
             str,
             "reject",
@@ -239,6 +248,8 @@ class ProxyHooks:
             )
         if "hooks_script_user" in updated:
             self.sessions.set_user(_script_user(ctx.options.hooks_script_user))
+        if "hooks_capture_body_max" in updated and ctx.options.hooks_capture_body_max < 0:
+            raise exceptions.OptionsError("hooks_capture_body_max must be 0 or more (bytes)")
         if "hooks_exec_idle" in updated:
             if ctx.options.hooks_exec_idle < 1:
                 raise exceptions.OptionsError("hooks_exec_idle must be at least 1 (seconds)")
@@ -488,6 +499,7 @@ class ProxyHooks:
             flow.metadata[METADATA_KEY] = run.as_dict()
             if flow.response is not None:
                 _stamp(flow, run)
+            self._capture(flow, run)
         except Exception:  # even describing the failure failed: refuse the flow
             log.exception("proxy-hooks: cannot report the failure of hook %s", match.hook.id)
             if closed:
@@ -508,7 +520,18 @@ class ProxyHooks:
 
     def _finish(self, flow: http.HTTPFlow, run: HookRun) -> None:
         _stamp(flow, run)
+        self._capture(flow, run)
         self._record(run)
+
+    def _capture(self, flow: http.HTTPFlow, run: HookRun) -> None:
+        """A capturing hook's exchange, for its event. Observation only: a failure here loses
+        the capture, never the verdict."""
+        if run.capture is None or self.events is None:
+            return
+        try:
+            run.exchange = exchange_of(flow, run.capture, ctx.options.hooks_capture_body_max)
+        except Exception:
+            log.exception("proxy-hooks: cannot capture the exchange of hook %s", run.hook_id)
 
     def _compiled_containers(self) -> list[CompiledContainer]:
         if self.containers is None:

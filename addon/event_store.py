@@ -17,6 +17,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from addon.capture import Exchange
 from addon.events import OUTCOMES, Event, EventQuery, iso_utc
 
 SCHEMA = """
@@ -31,7 +32,8 @@ CREATE TABLE IF NOT EXISTS events (
     outcome TEXT,
     blocked INTEGER NOT NULL DEFAULT 0,
     duration_ms REAL,
-    data TEXT NOT NULL
+    data TEXT NOT NULL,
+    exchange TEXT
 );
 CREATE INDEX IF NOT EXISTS events_by_container ON events (container, seq);
 CREATE INDEX IF NOT EXISTS events_by_hook ON events (container, hook_id, seq);
@@ -90,6 +92,9 @@ class SQLiteEventStore:
             db.execute("PRAGMA busy_timeout = 10000")
             db.execute("PRAGMA journal_mode = WAL")
             db.executescript(SCHEMA)
+            columns = {row[1] for row in db.execute("PRAGMA table_info(events)")}
+            if "exchange" not in columns:  # a store from before captured exchanges
+                db.execute("ALTER TABLE events ADD COLUMN exchange TEXT")
             db.execute("SELECT count(*) FROM events").fetchone()  # a corrupt file fails here
         finally:
             db.close()
@@ -141,7 +146,8 @@ class SQLiteEventStore:
                 return self.insert(events, own)
         rows = [
             (e.id, e.ts, e.kind, e.container, e.service, e.hook_id, e.outcome, int(e.blocked),
-             e.duration_ms, e.model_dump_json())
+             e.duration_ms, e.model_dump_json(),
+             None if e._exchange is None else e._exchange.model_dump_json())
             for e in events
         ]  # fmt: skip
         db.execute("BEGIN")
@@ -150,7 +156,7 @@ class SQLiteEventStore:
                 int(
                     db.execute(
                         "INSERT INTO events (id, ts, kind, container, service, hook_id, outcome, blocked,"
-                        " duration_ms, data) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        " duration_ms, data, exchange) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                         row,
                     ).lastrowid
                     or 0
@@ -214,6 +220,34 @@ class SQLiteEventStore:
     ) -> list[Event]:
         query = EventQuery(service=service, hookId=hook_id, outcome=list(outcomes), kind=["run"], limit=last)
         return [event for _, event in self.query(container, query)[0]]
+
+    def exchange(self, container: str, event_id: str) -> tuple[Event, Exchange | None] | None:
+        """An event and its captured exchange (None: its hook does not capture); None: no such
+        event in the container."""
+        with self._connect() as db:
+            row = db.execute(
+                "SELECT data, exchange FROM events WHERE container = ? AND id = ?", (container, event_id)
+            ).fetchone()
+        if row is None:
+            return None
+        return Event.model_validate_json(row[0]), None if row[1] is None else Exchange.model_validate_json(
+            row[1]
+        )
+
+    def captured(self, container: str, query: EventQuery) -> list[tuple[Event, Exchange]]:
+        """The newest `query.limit` captured exchanges matching the filters, oldest first."""
+        where, params = _filters(container, query)
+        where.append("exchange IS NOT NULL")
+        if query.cursor is not None:
+            where.append("seq < ?")
+            params.append(int(query.cursor))
+        sql = f"SELECT data, exchange FROM events WHERE {' AND '.join(where)} ORDER BY seq DESC LIMIT ?"
+        with self._connect() as db:
+            rows = db.execute(sql, [*params, query.limit]).fetchall()
+        return [
+            (Event.model_validate_json(data), Exchange.model_validate_json(exchange))
+            for data, exchange in reversed(rows)
+        ]
 
     def last_seq(self, container: str) -> int:
         with self._connect() as db:

@@ -10,8 +10,9 @@ import datetime as dt
 import re
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator
 
+from addon.capture import Exchange
 from addon.engine import HookRun
 from addon.protocol import Outcome
 from addon.store import new_hook_id as new_ulid
@@ -67,6 +68,9 @@ class Event(BaseModel):
     error: str | None = None
     stderr: str | None = None
     file_version: int | None = None
+    # A captured exchange travels with its event to the store (its own column), never in the
+    # event's JSON: events stay small to list and stream.
+    _exchange: Exchange | None = PrivateAttr(default=None)
 
     @classmethod
     def from_run(cls, run: HookRun) -> Event:
@@ -95,7 +99,11 @@ class Event(BaseModel):
             runtime=run.runtime,
             error=run.error,
             stderr=run.stderr,
-        )
+        )._with_exchange(run.exchange)
+
+    def _with_exchange(self, exchange: Exchange | None) -> Event:
+        self._exchange = exchange
+        return self
 
 
 def _aware(value: dt.datetime) -> dt.datetime:

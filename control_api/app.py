@@ -17,7 +17,7 @@ from addon.event_recorder import EventRecorder
 from addon.paths import EncodedSlashes
 from addon.scripts import Runtimes, minimal_env
 from addon.sessions import SessionPool
-from control_api import debug_routes, events_routes, hooks_routes, metrics, openapi, ui_routes
+from control_api import capture_routes, debug_routes, events_routes, hooks_routes, metrics, openapi, ui_routes
 from control_api.access import access_middleware
 from control_api.envelope import ApiError, error_body, not_found, ok
 from control_api.hosts import HostPolicy
@@ -176,6 +176,7 @@ def make_app(
     app.router.add_get("/healthz", healthz)
     hooks_routes.add_routes(app)
     events_routes.add_routes(app)
+    capture_routes.add_routes(app)
     debug_routes.add_routes(app)
     openapi.add_routes(app)
     ui_routes.add_routes(app)

@@ -198,6 +198,20 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         stream=True,
         extra_params=({"name": "Last-Event-ID", "in": "header", "schema": {"type": "string"}},),
     ),
+    ("GET", CONTAINER + "/proxy/events/{eventId}/exchange"): Operation(
+        "One event's captured exchange (its hook sets capture)",
+        schemas.CapturedExchange,
+        "Exchange retrieved successfully",
+        errors=(404, 503),
+    ),
+    ("GET", CONTAINER + "/proxy/events.har"): Operation(
+        "Captured exchanges matching the /events filters, as a HAR 1.2 file (oldest first)",
+        None,
+        "",
+        query=EventQuery,
+        errors=(404, 422, 503),
+        media=("application/json",),
+    ),
     ("GET", CONTAINER + "/proxy/stats"): Operation(
         "Aggregated hook activity",
         schemas.Stats,
@@ -253,7 +267,7 @@ def _operation(method: str, path: str, op: Operation) -> dict[str, Any]:
     if op.media:
         success = {
             "description": op.summary,
-            "content": {media: {"schema": {"type": "string"}} for media in op.media},
+            "content": {media: {"schema": {}} for media in op.media},
         }
     elif op.stream:
         success = {"description": "text/event-stream", "headers": etag,

@@ -8,6 +8,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from addon.capture import Exchange
 from addon.events import Event
 from addon.model import HookSpec, Timestamp
 
@@ -90,6 +91,11 @@ class Day(BaseModel):
     blocked: int
     allowed: int
     avgDurationMs: float
+
+
+class CapturedExchange(BaseModel):
+    event: Event
+    exchange: Exchange
 
 
 class Index(BaseModel):

@@ -102,11 +102,17 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DemoRun]:
 
 
 @pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
+def downloads(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("downloads")
+
+
+@pytest.fixture(scope="module")
+def browser(downloads: Path) -> Iterator[Any]:
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
     options = webdriver.ChromeOptions()
+    options.add_experimental_option("prefs", {"download.default_directory": str(downloads)})
     assert CHROMIUM is not None and CHROMEDRIVER is not None
     options.binary_location = CHROMIUM
     for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1400,1000"):
@@ -305,12 +311,31 @@ def test_a_live_event_arrives_and_opens_its_details(page: Page, demo: DemoRun) -
         row.click()
         detail = page.text("#event-detail", "deleting users is disabled in the demo")
         assert BLOCK_DELETES in detail
+        # The demo's bash hook captures: its exchange opens with the event.
+        page.text("#event-exchange", "DELETE http://auth.demo.test/v1/users/live-1")
+        assert "403" in page.find("#event-exchange").text
         page.screenshot("live")
         page.click("#live-pause")
         page.text("#live-status", "paused")
         proxy.delete("http://auth.demo.test/v1/users/while-paused")
         page.click("#live-pause")  # resumes from the last event seen: nothing recorded meanwhile is lost
         page.wait(lambda: _event_row(page, "/v1/users/while-paused"), "the event recorded while paused")
+
+
+def test_the_live_page_exports_the_captured_exchanges_as_har(
+    page: Page, demo: DemoRun, downloads: Path
+) -> None:
+    with demo.through_proxy() as proxy:
+        assert proxy.delete("http://auth.demo.test/v1/users/har-export").status_code == 403
+    page.open("live")
+    page.find("#filter-hook").send_keys(BLOCK_DELETES)
+    page.click("#filter-apply")
+    page.click("#live-har")
+    har_file = downloads / "demo-events.har"
+    wait_for(lambda: har_file.exists() and har_file.stat().st_size > 0, UI_DEADLINE_S, "the HAR download")
+    entries = json.loads(har_file.read_text())["log"]["entries"]
+    assert any(e["request"]["url"].endswith("/v1/users/har-export") for e in entries)
+    assert {e["_proxyHooks"]["hook"] for e in entries} == {BLOCK_DELETES}
 
 
 def test_live_filters_are_the_events_filters(page: Page, demo: DemoRun) -> None:

@@ -7,12 +7,13 @@ import asyncio
 import datetime as dt
 import itertools
 import logging
+import sqlite3
 from pathlib import Path
 
 import pytest
 
 from addon.event_recorder import EventRecorder
-from addon.event_store import SQLiteEventStore
+from addon.event_store import SCHEMA, SQLiteEventStore
 from addon.events import Event, EventQuery, iso_utc
 from tests.harness import set_aside, wait_for
 
@@ -165,3 +166,25 @@ def test_the_stats_timeline_counts_runs_per_bucket_and_outcome(
     assert last["byOutcome"]["blocked"] == 2 and last["byOutcome"]["continued"] == 1 and last["total"] == 3
     assert three_back["byOutcome"]["failed"] == 1 and three_back["total"] == 1
     assert sum(b["total"] for b in timeline) == 4
+
+
+def test_a_store_from_before_captured_exchanges_gains_the_column(tmp_path: Path) -> None:
+    path = tmp_path / "events.db"
+    old_schema = SCHEMA.replace(",\n    exchange TEXT", "")
+    assert "exchange" not in old_schema
+    with sqlite3.connect(path) as db:
+        db.executescript(old_schema)
+        db.execute(
+            "INSERT INTO events (id, ts, kind, container, data) VALUES (?, ?, 'run', 'c', ?)",
+            (
+                "old",
+                "2026-01-01T00:00:00.000Z",
+                event(1, id="old", ts="2026-01-01T00:00:00.000Z").model_dump_json(),
+            ),
+        )
+    store = SQLiteEventStore(path)
+    store.create()
+    store.insert([event(2)])
+    assert [e.id for _, e in store.query("c", EventQuery())[0]][-1] == "old"  # kept
+    found = store.exchange("c", "old")
+    assert found is not None and found[1] is None

@@ -102,3 +102,17 @@ export async function readStream(path, { lastId, signal, onEvent, onOpen }) {
     }
   }
 }
+
+// Fetch a file with the token and hand it to the browser as a download (a plain link could not
+// carry the Authorization header).
+export async function download(path, filename) {
+  const response = await fetch(path, { headers: headers(), cache: "no-store" });
+  if (response.status === 401) unauthorized();
+  if (!response.ok) return false;
+  const link = document.createElement("a");
+  link.href = URL.createObjectURL(await response.blob());
+  link.download = filename;
+  link.click();
+  setTimeout(() => URL.revokeObjectURL(link.href), 10000);
+  return true;
+}

@@ -1,7 +1,7 @@
 // Live: the event stream (GET …/events/stream, read through fetch so the token goes in a
 // header), with the same filters as GET …/events. Pausing closes the stream; resuming reopens
 // it from the last event seen (Last-Event-ID), so nothing recorded meanwhile is missed.
-import { containerPath, readStream } from "./api.js";
+import { call, containerPath, download, readStream } from "./api.js";
 import { html, Json, ms, OUTCOMES, shortId, useEffect, useRef, useState } from "./common.js";
 
 const KEEP = 200;
@@ -88,6 +88,9 @@ export function Live({ container, summary }) {
     <p class="stream-bar"><span id="live-status" class=${`badge ${status === "live" ? "ok" : ""}`}>${status}</span>
       <button id="live-pause" onClick=${() => setPaused(!paused)}>${paused ? "Resume" : "Pause"}</button>
       <button class="secondary" id="live-clear" onClick=${() => setEvents([])}>Clear</button>
+      <button class="secondary" id="live-har" title="the captured exchanges these filters select"
+        onClick=${() => download(containerPath(container, "/events.har") + query(filters), `${container}-events.har`)}>
+        Export HAR</button>
       <span class="muted">Events recorded from now on appear at the top.</span></p>
     <div class="split">
       <table id="live-events" class="events">
@@ -106,12 +109,40 @@ export function Live({ container, summary }) {
     </div>`;
 }
 
-function EventDetail({ event }) {
+function EventDetail({ container, event }) {
+  const [exchange, setExchange] = useState(null);
+  useEffect(() => {
+    setExchange(null);
+    if (event.kind !== "run") return;
+    (async () => {
+      const answer = await call("GET", containerPath(container, `/events/${encodeURIComponent(event.id)}/exchange`));
+      if (answer.ok) setExchange(answer.data.exchange);
+    })();
+  }, [event.id]);
   return html`<aside id="event-detail">
     <h3>${event.kind} ${event.outcome ?? ""} <small>${event.id}</small></h3>
     ${event.reason ? html`<p><strong>reason:</strong> ${event.reason}</p>` : null}
     ${event.error ? html`<p class="notice error">${event.error}</p>` : null}
+    ${exchange ? html`<${Exchange} exchange=${exchange} />` : null}
     <${Json} value=${event} />
   </aside>`;
 }
 
+function Message({ title, first, message }) {
+  return html`<h4>${title}</h4><p><code>${first}</code></p>
+    <table class="headers">${message.headers.map(([name, value]) => html`<tr><th>${name}</th><td>${value}</td></tr>`)}</table>
+    ${message.body_size
+      ? html`<pre class="json">${message.body ?? `(binary, base64) ${message.body_base64}`}</pre>
+          ${message.truncated ? html`<p class="muted">Truncated: ${message.body_size} bytes in all.</p>` : null}`
+      : null}`;
+}
+
+function Exchange({ exchange }) {
+  const { request, response } = exchange;
+  return html`<div id="event-exchange">
+    <${Message} title="Request" first=${`${request.method} ${request.url}`} message=${request} />
+    ${response
+      ? html`<${Message} title="Response" first=${`${response.status} ${response.reason}`} message=${response} />`
+      : html`<p class="muted">No response (the flow ended without one).</p>`}
+  </div>`;
+}
