@@ -13,7 +13,7 @@ PROXY_PORT ?= 8080
 API ?= $(or $(LISTEN),127.0.0.1:8082)
 API_LISTEN := $(if $(findstring :,$(API)),$(API),127.0.0.1:$(API))
 
-.PHONY: test run lint install clean demo-reset bench
+.PHONY: test run lint install clean demo-reset bench screenshots
 
 # Editable in "compat" mode (a plain path in a .pth): setuptools' default editable finder costs
 # every Python start ~15 ms, which per-run Python hooks would pay on each run.
@@ -91,7 +91,13 @@ run: $(RUNTIME_STAMP) $(RUN_DIR)/demo.json
 	@$(BIN)/python configs/demo_upstream.py 9001 9002 $(PROXY_PORT) & upstream=$$!; \
 	trap 'kill $$upstream 2>/dev/null' EXIT INT TERM; \
 	echo "Hooks: $(RUN_DIR) (a copy of configs/; make demo-reset restores it). API: http://$(API_LISTEN)/api/v1/containers/demo/proxy/hooks"; \
+	echo "Dashboard: http://$(API_LISTEN)/ui/"; \
 	PROXY_HOOKS_VIA_MAKE=1 $(BIN)/proxy-hooks run --config $(RUN_DIR) --listen-port $(PROXY_PORT) --api $(API_LISTEN)
+
+# The README's pictures of the dashboard, taken by its browser tests (needs chromium and
+# chromium-driver); a plain `make test` writes none.
+screenshots: $(STAMP)
+	PROXY_HOOKS_SCREENSHOTS=docs/screenshots $(BIN)/python -m pytest tests/test_dashboard.py -q
 
 # Prints one table: every configuration against bare mitmdump in the same run (see bench/run.py).
 bench: $(STAMP)

@@ -29,7 +29,9 @@ from aiohttp import web
 from mitmproxy import ctx, exceptions, http, tcp
 from mitmproxy.proxy import commands, events, layer
 
+from addon import metrics
 from addon.admission import Refused, admit, check_headers
+from addon.capture import DEFAULT_BODY_MAX
 from addon.catalog import deployment_problems
 from addon.containers import ConfigError, Containers
 from addon.engine import Execution, HookRun, Verdict, run_hook
@@ -41,6 +43,7 @@ from addon.event_recorder import (
     EventRecorder,
 )
 from addon.event_store import SQLiteEventStore
+from addon.flow_capture import exchange_of
 from addon.flows import (
     HOOK_HEADER,
     METADATA_KEY,
@@ -191,6 +194,13 @@ class ProxyHooks:
             "the next run starts it again.",
         )
         loader.add_option(
+            "hooks_capture_body_max",
+            int,
+            DEFAULT_BODY_MAX,
+            "Bytes of each request and response body a hook with capture keeps (the rest is cut, "
+            "and the exchange says truncated).",
+        )
+        loader.add_option(
             "hooks_encoded_slashes",
             str,
             "reject",
@@ -243,6 +253,8 @@ class ProxyHooks:
             )
         if "hooks_script_user" in updated:
             self.sessions.set_user(_script_user(ctx.options.hooks_script_user))
+        if "hooks_capture_body_max" in updated and ctx.options.hooks_capture_body_max < 0:
+            raise exceptions.OptionsError("hooks_capture_body_max must be 0 or more (bytes)")
         if "hooks_exec_idle" in updated:
             if ctx.options.hooks_exec_idle < 1:
                 raise exceptions.OptionsError("hooks_exec_idle must be at least 1 (seconds)")
@@ -415,6 +427,7 @@ class ProxyHooks:
             return
         if match is None:
             return
+        metrics.flow_seen(match.container.name, match.service.name, match.hook is not None)
         attempt.match = match
         attempt.stage = "routing to the service's upstream"
         if match.service.upstream:
@@ -492,6 +505,7 @@ class ProxyHooks:
             flow.metadata[METADATA_KEY] = run.as_dict()
             if flow.response is not None:
                 _stamp(flow, run)
+            self._capture(flow, run)
         except Exception:  # even describing the failure failed: refuse the flow
             log.exception("proxy-hooks: cannot report the failure of hook %s", match.hook.id)
             if closed:
@@ -514,7 +528,18 @@ class ProxyHooks:
 
     def _finish(self, flow: http.HTTPFlow, run: HookRun) -> None:
         _stamp(flow, run)
+        self._capture(flow, run)
         self._record(run)
+
+    def _capture(self, flow: http.HTTPFlow, run: HookRun) -> None:
+        """A capturing hook's exchange, for its event. Observation only: a failure here loses
+        the capture, never the verdict."""
+        if run.capture is None or self.events is None:
+            return
+        try:
+            run.exchange = exchange_of(flow, run.capture, ctx.options.hooks_capture_body_max)
+        except Exception:
+            log.exception("proxy-hooks: cannot capture the exchange of hook %s", run.hook_id)
 
     def _compiled_containers(self) -> list[CompiledContainer]:
         if self.containers is None:
@@ -587,6 +612,7 @@ class ProxyHooks:
             log.exception("proxy-hooks: cannot record the run of async hook %s", run.hook_id)
 
     def _record(self, run: HookRun) -> None:
+        metrics.run_recorded(run)
         self.recorder.record(run)
         if self.events is not None:
             self.events.record(run)
@@ -703,6 +729,7 @@ class ProxyHooks:
         log.info("proxy-hooks control API listening on %s", self.api_url)
 
     def _config_changed(self, container: str, kind: str, version: int | None, problems: Any) -> None:
+        metrics.config_changed(container, kind)
         if self.events is not None:
             self.events.config_changed(container, kind, version, problems)
 

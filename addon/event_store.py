@@ -18,6 +18,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from addon.capture import Exchange
 from addon.events import EVENT_KINDS, OUTCOMES, RUN_KINDS, Event, EventQuery, iso_utc
 
 SCHEMA = """
@@ -34,7 +35,8 @@ CREATE TABLE IF NOT EXISTS events (
     duration_ms REAL,
     data TEXT NOT NULL,
     client TEXT,
-    changed INTEGER
+    changed INTEGER,
+    exchange TEXT
 );
 CREATE INDEX IF NOT EXISTS events_by_container ON events (container, seq);
 CREATE INDEX IF NOT EXISTS events_by_hook ON events (container, hook_id, seq);
@@ -44,10 +46,17 @@ CREATE INDEX IF NOT EXISTS events_by_time ON events (container, ts);
 # `client` (the run's client address, for stats' recentClients) and `changed` (1/0 when a run's
 # answer changed the exchange or not, NULL for other kinds and for runs recorded before `changes`
 # existed: unknown, so they match neither changed=true nor changed=false).
-ADDED_COLUMNS = (("client", "TEXT"), ("changed", "INTEGER"))
+ADDED_COLUMNS = (("client", "TEXT"), ("changed", "INTEGER"), ("exchange", "TEXT"))
 RECENT_CLIENTS = 10
 PRUNE_CHUNK = 5000
 PERIODS = {"24h": dt.timedelta(hours=24), "7d": dt.timedelta(days=7), "30d": dt.timedelta(days=30)}
+# The stats' timeline: hourly buckets over a day, daily ones beyond (the width of the ISO prefix
+# that names a bucket, and the bucket's length).
+BUCKETS = {
+    "24h": (13, dt.timedelta(hours=1)),
+    "7d": (10, dt.timedelta(days=1)),
+    "30d": (10, dt.timedelta(days=1)),
+}
 
 
 # SQLite's own words for "this file is not (or no longer) a database we can use".
@@ -144,7 +153,8 @@ class SQLiteEventStore:
                 return self.insert(events, own)
         rows = [
             (e.id, e.ts, e.kind, e.container, e.service, e.hook_id, e.outcome, int(e.blocked),
-             e.duration_ms, e.model_dump_json(), e.client, _changed(e))
+             e.duration_ms, e.model_dump_json(), e.client, _changed(e),
+             None if e._exchange is None else e._exchange.model_dump_json())
             for e in events
         ]  # fmt: skip
         db.execute("BEGIN")
@@ -153,7 +163,8 @@ class SQLiteEventStore:
                 int(
                     db.execute(
                         "INSERT INTO events (id, ts, kind, container, service, hook_id, outcome, blocked,"
-                        " duration_ms, data, client, changed) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        " duration_ms, data, client, changed, exchange)"
+                        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                         row,
                     ).lastrowid
                     or 0
@@ -226,6 +237,34 @@ class SQLiteEventStore:
         )
         return [event for _, event in self.query(container, query)[0]]
 
+    def exchange(self, container: str, event_id: str) -> tuple[Event, Exchange | None] | None:
+        """An event and its captured exchange (None: its hook does not capture); None: no such
+        event in the container."""
+        with self._connect() as db:
+            row = db.execute(
+                "SELECT data, exchange FROM events WHERE container = ? AND id = ?", (container, event_id)
+            ).fetchone()
+        if row is None:
+            return None
+        return Event.model_validate_json(row[0]), None if row[1] is None else Exchange.model_validate_json(
+            row[1]
+        )
+
+    def captured(self, container: str, query: EventQuery) -> list[tuple[Event, Exchange]]:
+        """The newest `query.limit` captured exchanges matching the filters, oldest first."""
+        where, params = _filters(container, query)
+        where.append("exchange IS NOT NULL")
+        if query.cursor is not None:
+            where.append("seq < ?")
+            params.append(int(query.cursor))
+        sql = f"SELECT data, exchange FROM events WHERE {' AND '.join(where)} ORDER BY seq DESC LIMIT ?"
+        with self._connect() as db:
+            rows = db.execute(sql, [*params, query.limit]).fetchall()
+        return [
+            (Event.model_validate_json(data), Exchange.model_validate_json(exchange))
+            for data, exchange in reversed(rows)
+        ]
+
     def last_seq(self, container: str) -> int:
         with self._connect() as db:
             row = db.execute("SELECT max(seq) FROM events WHERE container = ?", (container,)).fetchone()
@@ -280,6 +319,11 @@ class SQLiteEventStore:
                 " GROUP BY client ORDER BY max(ts) DESC, max(seq) DESC LIMIT ?",
                 (*args, RECENT_CLIENTS),
             ).fetchall()
+            width = BUCKETS[period][0]
+            buckets = db.execute(
+                f"SELECT substr(ts, 1, {width}) AS bucket, outcome, count(*) {base} GROUP BY bucket, outcome",
+                args,
+            ).fetchall()
         return {
             "period": period,
             "totalEvents": total,
@@ -304,6 +348,7 @@ class SQLiteEventStore:
             "recentClients": [
                 {"address": address, "lastSeen": last, "runs": n} for address, last, n in clients
             ],
+            "timeline": _timeline(period, since, buckets),
         }
 
 
@@ -341,6 +386,32 @@ def _fill_clients(db: sqlite3.Connection) -> None:
             "UPDATE events SET client = ? WHERE seq = ?",
             [(json.loads(data).get("client"), seq) for seq, data in rows],
         )
+
+
+def _timeline(period: str, since: str, rows: list[tuple[str, str, int]]) -> list[dict[str, Any]]:
+    """Runs per bucket and outcome, every bucket of the period listed (empty ones too), oldest
+    first, so a chart's x axis is the period itself."""
+    width, step = BUCKETS[period]
+    counts: dict[str, dict[str, int]] = {}
+    for bucket, outcome, n in rows:
+        counts.setdefault(bucket, {})[outcome] = n
+    start = dt.datetime.fromisoformat(since.replace("Z", "+00:00")).replace(minute=0, second=0, microsecond=0)
+    if step >= dt.timedelta(days=1):
+        start = start.replace(hour=0)
+    end = dt.datetime.now(dt.UTC)
+    timeline = []
+    while start <= end:
+        key = start.strftime("%Y-%m-%dT%H" if width == 13 else "%Y-%m-%d")
+        found = counts.get(key, {})
+        timeline.append(
+            {
+                "start": iso_utc(start),
+                "total": sum(found.values()),
+                "byOutcome": {o: found.get(o, 0) for o in OUTCOMES},
+            }
+        )
+        start += step
+    return timeline
 
 
 def _ms(value: float | None) -> float:

@@ -19,10 +19,12 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    PrivateAttr,
     StringConstraints,
     field_validator,
 )
 
+from addon.capture import Exchange
 from addon.changes import RunChanges
 from addon.engine import HookRun
 from addon.model import HookId, Name
@@ -88,6 +90,9 @@ class Event(BaseModel):
     changes: RunChanges | None = None  # runs: what the answer did to the exchange (null: nothing)
     message: str | None = None  # notes
     data: dict[str, Any] | None = None  # notes
+    # A captured exchange travels with its event to the store (its own column), never in the
+    # event's JSON: events stay small to list and stream.
+    _exchange: Exchange | None = PrivateAttr(default=None)
 
     @classmethod
     def from_run(cls, run: HookRun) -> Event:
@@ -117,7 +122,11 @@ class Event(BaseModel):
             error=run.error,
             stderr=run.stderr,
             changes=run.changes,
-        )
+        )._with_exchange(run.exchange)
+
+    def _with_exchange(self, exchange: Exchange | None) -> Event:
+        self._exchange = exchange
+        return self
 
 
 def query_bool(value: object) -> object:

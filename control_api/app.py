@@ -17,7 +17,17 @@ from addon.event_recorder import EventRecorder
 from addon.paths import EncodedSlashes
 from addon.scripts import Runtimes, minimal_env
 from addon.sessions import SessionPool
-from control_api import debug_routes, events_routes, hooks_routes, openapi, protocol_routes, schemas
+from control_api import (
+    capture_routes,
+    debug_routes,
+    events_routes,
+    hooks_routes,
+    metrics,
+    openapi,
+    protocol_routes,
+    schemas,
+    ui_routes,
+)
 from control_api.access import access_middleware
 from control_api.envelope import ApiError, error_body, not_found, ok
 from control_api.hosts import HostPolicy
@@ -152,10 +162,13 @@ HEALTH = Route("GET", "/healthz", healthz, Operation(
 API_ROUTES = (
     *hooks_routes.ROUTES,
     *events_routes.ROUTES,
+    *capture_routes.ROUTES,
     *debug_routes.ROUTES,
     *protocol_routes.ROUTES,
     HEALTH,
     *openapi.ROUTES,
+    *metrics.ROUTES,
+    *ui_routes.ROUTES,
 )
 
 DRY_RUN_IDLE_S = 60.0
@@ -185,7 +198,8 @@ def make_app(
 ) -> web.Application:
     """`live_sessions`: the proxy's exec sessions, when the API runs inside the proxy."""
     app = web.Application(
-        middlewares=[envelope_middleware, access_middleware], client_max_size=MAX_BODY_BYTES
+        middlewares=[metrics.count_requests, envelope_middleware, access_middleware],
+        client_max_size=MAX_BODY_BYTES,
     )
     app[CONTAINERS] = containers
     app[TOKEN] = settings.token
@@ -203,4 +217,5 @@ def make_app(
         app[EVENTS] = events
     app[ROUTE_TABLE] = API_ROUTES
     register(app, API_ROUTES)
+    metrics.install(app)
     return app

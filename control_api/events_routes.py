@@ -44,7 +44,7 @@ def _invalid_query(problems: list[Problem]) -> ApiError:
     return ApiError(422, "Invalid query", "VALIDATION_ERROR", problems)
 
 
-def _events(request: web.Request) -> EventRecorder:
+def events_of(request: web.Request) -> EventRecorder:
     events = request.app.get(EVENTS)
     if events is None:
         raise ApiError(503, "This process records no events (start it with an events store)", "NO_EVENTS")
@@ -87,7 +87,7 @@ def _params(request: web.Request, allowed: set[str]) -> tuple[dict[str, Any], li
     return data, problems
 
 
-def _query(request: web.Request, model: type[M], **fixed: Any) -> M:
+def query_of(request: web.Request, model: type[M], **fixed: Any) -> M:
     data, problems = _params(request, set(model.model_fields) - set(fixed))
     query, more = check_model(model, {**data, **fixed})
     if problems or more or query is None:
@@ -97,8 +97,8 @@ def _query(request: web.Request, model: type[M], **fixed: Any) -> M:
 
 async def list_events(request: web.Request) -> web.Response:
     _, snapshot = await load_container(request)
-    query = _query(request, EventQuery)
-    events = _events(request)
+    query = query_of(request, EventQuery)
+    events = events_of(request)
     page, next_cursor = await read_store(events, events.store.query, snapshot.container, query)
     listed = [event.model_dump(mode="json") for _, event in page]
     return ok("Events listed successfully", {"events": listed, "next_cursor": next_cursor})
@@ -126,7 +126,7 @@ async def hook_runs(request: web.Request) -> web.Response:
             problems.append(Problem("changed", str(exc)))
     if problems:
         raise _invalid_query(in_order(problems))
-    events = _events(request)
+    events = events_of(request)
     runs = await read_store(
         events,
         events.store.runs,
@@ -149,7 +149,7 @@ async def stats(request: web.Request) -> web.Response:
         problems.append(Problem("period", f"must be one of {', '.join(PERIODS)}, got {period!r}"))
     if problems:
         raise _invalid_query(in_order(problems))
-    events = _events(request)
+    events = events_of(request)
     figures = await read_store(events, events.store.stats, snapshot.container, period)
     return ok("Stats computed successfully", {**figures, "dropped": events.dropped})
 
@@ -158,8 +158,8 @@ async def stream_events(request: web.Request) -> web.StreamResponse:
     """Server-Sent Events: each event recorded after the client connected (or after the
     `Last-Event-ID` it sends), in order, with the same filters as GET …/events."""
     _, snapshot = await load_container(request)
-    query = _query(request, EventQuery, limit=STREAM_BATCH, cursor=None)
-    events = _events(request)
+    query = query_of(request, EventQuery, limit=STREAM_BATCH, cursor=None)
+    events = events_of(request)
     last_id = request.headers.get("Last-Event-ID", "").strip()
     if last_id and not _SEQ.fullmatch(last_id):
         raise _invalid_query([Problem("Last-Event-ID", "must be the id of an event this stream sent")])
@@ -210,7 +210,7 @@ async def stream_events(request: web.Request) -> web.StreamResponse:
 
 async def catalog(request: web.Request) -> web.Response:
     _, snapshot = await load_container(request)
-    query = _query(request, CatalogQuery)
+    query = query_of(request, CatalogQuery)
     if query.service is not None and query.service not in snapshot.hooks_file.services:
         raise _invalid_query([_unknown_service(snapshot, query.service)])
     live = request.app.get(LIVE_SESSIONS)
@@ -249,7 +249,7 @@ def note_subject(snapshot: Snapshot, note: NoteCreate) -> tuple[str | None, str 
 async def add_note(request: web.Request) -> web.Response:
     """Record a note: written before the answer (201 means stored), then streamed like a run."""
     _, snapshot = await load_container(request)
-    events = _events(request)
+    events = events_of(request)
     raw = await read_body(request)
     try:
         note = parse_model(NoteCreate, raw)

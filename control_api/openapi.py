@@ -78,7 +78,12 @@ def _operation(method: str, path: str, op: Operation) -> dict[str, Any]:
             "description": "file:v<N> (quoted or bare, weak or strong, or a list of them), or * for "
                            "whatever version is current; 428 without it, 412 when it names no current one",
         })  # fmt: skip
-    if op.stream:
+    if op.media:
+        success = {
+            "description": op.summary,
+            "content": {media: {"schema": {}} for media in op.media},
+        }
+    elif op.stream:
         success = {"description": "text/event-stream", "headers": etag,
                    "content": {"text/event-stream": {"schema": {"type": "string"}}}}  # fmt: skip
     elif op.data is None:

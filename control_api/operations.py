@@ -71,6 +71,7 @@ class Operation:
     stream: bool = False
     extra_params: tuple[dict[str, Any], ...] = field(default=())
     query_exclude: tuple[str, ...] = ()  # fields of `query` this operation does not take
+    media: tuple[str, ...] = ()  # a success that is not the JSON envelope: its content types
 
 
 @dataclass(frozen=True)
@@ -79,15 +80,19 @@ class Route:
     path: str
     handler: Handler
     operation: Operation
+    # aiohttp's own pattern when the path needs a regex the document cannot show
+    # (`/ui/{asset:.*}`); the document keeps `path`.
+    pattern: str | None = None
 
 
 def register(app: web.Application, routes: Iterable[Route]) -> None:
     """Add the routes to the app; a GET is served for HEAD too."""
     for route in routes:
+        path = route.pattern or route.path
         if route.method == "GET":
-            app.router.add_get(route.path, route.handler)
+            app.router.add_get(path, route.handler)
         else:
-            app.router.add_route(route.method, route.path, route.handler)
+            app.router.add_route(route.method, path, route.handler)
 
 
 def list_query_param(name: str, items: dict[str, Any]) -> dict[str, Any]:

@@ -8,6 +8,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from addon.capture import Exchange
 from addon.events import Event
 from addon.model import HookSpec, Timestamp
 
@@ -96,6 +97,19 @@ class RecentClient(BaseModel):
     address: str
     lastSeen: str = Field(description="when its latest run started (UTC)")
     runs: int = Field(description="its runs in the period")
+class CapturedExchange(BaseModel):
+    event: Event
+    exchange: Exchange
+
+
+class Index(BaseModel):
+    links: dict[str, str] = Field(description="the dashboard, the OpenAPI document, health, containers")
+
+
+class TimelineBucket(BaseModel):
+    start: str = Field(description="ISO 8601 UTC start of the hour (24h) or day (7d, 30d)")
+    total: int
+    byOutcome: dict[str, int]
 
 
 class Stats(BaseModel):
@@ -114,6 +128,7 @@ class Stats(BaseModel):
     recentClients: list[RecentClient] = Field(
         description="the last client addresses that triggered runs in the period, latest first (at most 10)"
     )
+    timeline: list[TimelineBucket] = Field(description="runs per bucket and outcome, every bucket listed")
     dropped: int
 
 

@@ -49,9 +49,14 @@ def installed_proxy(
 
 
 @pytest.fixture(scope="module")
-def proxy(home: Path, upstream: Upstream) -> Iterator[Mitmdump]:
+def proxy(request: pytest.FixtureRequest, home: Path, upstream: Upstream) -> Iterator[Mitmdump]:
+    """A module may set PROXY_OPTIONS (mitmdump arguments, e.g. `--set` of an addon option)."""
     process = Mitmdump(
-        home / "e2e.json", home / "confdir", reverse_to=upstream.url, env={"PROXY_HOOKS_TEST_SECRET": "leak"}
+        home / "e2e.json",
+        home / "confdir",
+        *getattr(request.module, "PROXY_OPTIONS", ()),
+        reverse_to=upstream.url,
+        env={"PROXY_HOOKS_TEST_SECRET": "leak"},
     )
     yield process
     process.stop()

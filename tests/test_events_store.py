@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import itertools
 import json
 import logging
 import sqlite3
@@ -16,7 +17,7 @@ import pytest
 
 from addon.changes import RequestChanges, RunChanges
 from addon.event_recorder import EventRecorder
-from addon.event_store import SQLiteEventStore, migrate
+from addon.event_store import SCHEMA, SQLiteEventStore, migrate
 from addon.events import Event, EventQuery, iso_utc
 from tests.harness import set_aside, wait_for
 
@@ -266,3 +267,47 @@ def test_clients_are_filled_where_sqlite_lacks_its_json_functions(tmp_path: Path
     db.close()
     clients = SQLiteEventStore(path).stats("c", "24h")["recentClients"]
     assert sorted(c["address"] for c in clients) == ["10.0.0.8", "10.0.0.9"]
+@pytest.mark.parametrize(
+    ("period", "step", "buckets"), [("24h", dt.timedelta(hours=1), 25), ("7d", dt.timedelta(days=1), 8)]
+)
+def test_the_stats_timeline_counts_runs_per_bucket_and_outcome(
+    tmp_path: Path, period: str, step: dt.timedelta, buckets: int
+) -> None:
+    store = SQLiteEventStore(tmp_path / "events.db")
+    store.create()
+    now = dt.datetime.now(dt.UTC)
+    placed = [(now, "blocked"), (now, "blocked"), (now, "continued"), (now - 3 * step, "failed")]
+    store.insert([event(n, ts=iso_utc(moment), outcome=o) for n, (moment, o) in enumerate(placed)])
+    store.insert([event(9, ts=iso_utc(now - 40 * step), outcome="blocked")])  # before the period
+    store.insert([event(10, ts=iso_utc(now), outcome="blocked", kind="dry_run")])  # not a run
+    timeline = store.stats("c", period)["timeline"]
+    assert len(timeline) in (buckets, buckets + 1)  # every bucket, the partial first one included
+    starts = [dt.datetime.fromisoformat(b["start"].replace("Z", "+00:00")) for b in timeline]
+    assert all(later - earlier == step for earlier, later in itertools.pairwise(starts))
+    [i] = [i for i, start in enumerate(starts) if start <= now < start + step]  # the bucket of `now`
+    last, three_back = timeline[i], timeline[i - 3]
+    assert last["byOutcome"]["blocked"] == 2 and last["byOutcome"]["continued"] == 1 and last["total"] == 3
+    assert three_back["byOutcome"]["failed"] == 1 and three_back["total"] == 1
+    assert sum(b["total"] for b in timeline) == 4
+
+
+def test_a_store_from_before_captured_exchanges_gains_the_column(tmp_path: Path) -> None:
+    path = tmp_path / "events.db"
+    old_schema = SCHEMA.replace(",\n    exchange TEXT", "")
+    assert "exchange" not in old_schema
+    with sqlite3.connect(path) as db:
+        db.executescript(old_schema)
+        db.execute(
+            "INSERT INTO events (id, ts, kind, container, data) VALUES (?, ?, 'run', 'c', ?)",
+            (
+                "old",
+                "2026-01-01T00:00:00.000Z",
+                event(1, id="old", ts="2026-01-01T00:00:00.000Z").model_dump_json(),
+            ),
+        )
+    store = SQLiteEventStore(path)
+    store.create()
+    store.insert([event(2)])
+    assert [e.id for _, e in store.query("c", EventQuery())[0]][-1] == "old"  # kept
+    found = store.exchange("c", "old")
+    assert found is not None and found[1] is None

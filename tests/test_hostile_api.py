@@ -30,6 +30,7 @@ from tests.conftest import DEMO, ApiProcess, write_container
 from tests.harness import Mitmdump, hook, set_aside, set_hooks, wait_for
 from tests.proxy_fixtures import home, proxy, upstream  # noqa: F401 - fixtures
 
+NO_EVENT = "01hzzzzzzzzzzzzzzzzzzzzzzz"  # a well-formed event id no store holds
 SEED_ID = "01hz8x9k2b3c4d5e6f7g8h9j0k"
 DEPTH = 64
 
@@ -81,6 +82,11 @@ class Target:
             ("GET", f"{c}/proxy/stats", None),
             ("GET", f"{c}/proxy/catalog", None),
             ("GET", "/api/v1/protocol", None),
+            ("GET", f"{c}/proxy/events/{NO_EVENT}/exchange", None),
+            ("GET", f"{c}/proxy/events.har", None),
+            ("GET", "/metrics", None),
+            ("GET", "/", None),
+            ("GET", "/ui/index.html", None),  # the dashboard: no token, but the same door
         ]
 
     def body_routes(self) -> list[tuple[str, str, dict[str, Any]]]:
@@ -128,7 +134,14 @@ def target(request: pytest.FixtureRequest) -> Target:
 
 def test_the_routes_here_are_every_route_of_the_api(standalone: Target) -> None:
     generic = {
-        (m, p.replace("/demo/", "/{id}/").replace("/auth", "/{service}").replace(SEED_ID, "{hookId}"))
+        (
+            m,
+            p.replace("/demo/", "/{id}/")
+            .replace("/auth", "/{service}")
+            .replace(SEED_ID, "{hookId}")
+            .replace("/ui/index.html", "/ui/{asset}")
+            .replace(NO_EVENT, "{eventId}"),
+        )
         for m, p, _ in standalone.routes()
     }
     assert generic == {(route.method, route.path) for route in API_ROUTES}
