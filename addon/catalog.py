@@ -9,6 +9,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict
 
 from addon.edits import hookable_services
+from addon.environments import for_hook, resolve_all
 from addon.events import QueryBool
 from addon.model import Name
 from addon.scripts import Runtime, runtime_name
@@ -49,6 +50,7 @@ def resolve_catalog(snapshot: Snapshot, load_problems: LoadProblems | None = Non
     what the live exec-session workers reported when they loaded a script."""
     root = snapshot.scripts_root
     hooks_file = snapshot.hooks_file
+    environments = resolve_all(hooks_file)
     catalog: Catalog = {}
     for service in hookable_services(hooks_file):
         entries = []
@@ -67,6 +69,7 @@ def resolve_catalog(snapshot: Snapshot, load_problems: LoadProblems | None = Non
             session = _session(snapshot.container, hook.script.execId, script, load_problems or {})
             if problem is None and session is not None:
                 problem = session["problem"]
+            environment = for_hook(environments, hook.environment)
             entries.append(
                 {
                     "id": hook.id,
@@ -84,6 +87,11 @@ def resolve_catalog(snapshot: Snapshot, load_problems: LoadProblems | None = Non
                     "runtime": runtime,
                     "exists": exists,
                     "session": session,
+                    "environment": {
+                        "name": environment.name,
+                        "variables": dict(environment.shown),
+                        "problem": environment.problem,
+                    },
                     "problem": problem,
                 }
             )

@@ -5,6 +5,7 @@ No mitmproxy here: the addon hands in the event (protocol v1) and applies the `V
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import os
@@ -15,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from addon.changes import RunChanges
+from addon.environments import redact
 from addon.matching import ClientView, CompiledHook
 from addon.protocol import BadAnswer, Outcome, Phase, ScriptAnswer, parse_answer, parse_answer_object
 from addon.scripts import RunResult, Runtimes, ScriptUnavailable, open_script, run_script, runtime_name
@@ -164,6 +166,34 @@ def _verdict_of(answer: ScriptAnswer, phase: Phase, result: RunResult) -> Verdic
 async def run_hook(
     hook: CompiledHook, event: Mapping[str, Any], scripts_root: Path, execution: Execution
 ) -> Verdict:
+    """Run the hook's script on `event` with its environment's variables; what the run says
+    back (stderr, reasons) has that environment's secret values masked."""
+    environment = hook.environment
+    if environment.problem is not None:
+        return Verdict("failed", reason=environment.problem)
+    verdict = await _run_script_of(hook, event, scripts_root, execution, environment.variables)
+    return _redacted(verdict, environment.secrets) if environment.secrets else verdict
+
+
+def _redacted(verdict: Verdict, secrets: frozenset[str]) -> Verdict:
+    """The verdict with secret values masked wherever its text could be recorded or shown."""
+    result = verdict.result
+    if result is not None:
+        stderr = redact(result.stderr.decode("utf-8", "replace"), secrets) or ""
+        result = dataclasses.replace(result, stderr=stderr.encode())
+    answer = verdict.answer
+    if answer is not None and answer.reason:
+        answer = answer.model_copy(update={"reason": redact(answer.reason, secrets)})
+    return dataclasses.replace(verdict, answer=answer, reason=redact(verdict.reason, secrets), result=result)
+
+
+async def _run_script_of(
+    hook: CompiledHook,
+    event: Mapping[str, Any],
+    scripts_root: Path,
+    execution: Execution,
+    variables: Mapping[str, str],
+) -> Verdict:
     script_path = hook.hook.script.path
     timeout_s = hook.hook.timeout / 1000
     session = session_runtime(script_path) if hook.hook.script.execId else None
@@ -181,11 +211,19 @@ async def run_hook(
         if info is None or not stat.S_ISREG(info.st_mode):
             missing = f"script not found: {script_path} (looked in {scripts_root.name}/)"
             return Verdict("failed", reason=missing)
-        key = SessionKey(str(event["container"]), hook.hook.script.execId, session)
-        result = await execution.sessions.run(key, script, script_stamp(info), event, timeout_s, scripts_root)
+        key = SessionKey(
+            str(event["container"]),
+            hook.hook.script.execId,
+            session,
+            hook.hook.environment or "",
+            hook.environment.digest,
+        )
+        result = await execution.sessions.run(
+            key, script, script_stamp(info), event, timeout_s, scripts_root, variables
+        )
         return judge(result, event["phase"], hook.hook.timeout)
     if execution.sessions is not None:  # opened and started there; the event encoded once, there
-        result = await execution.sessions.spawn(script_path, event, timeout_s, scripts_root)
+        result = await execution.sessions.spawn(script_path, event, timeout_s, scripts_root, variables)
         return judge(result, event["phase"], hook.hook.timeout)
     try:
         opened = open_script(scripts_root, script_path)
@@ -194,7 +232,8 @@ async def run_hook(
     try:
         command = execution.runtimes.script_command(opened.real)
         stdin = json.dumps(event).encode()
-        result = await run_script(command, stdin, timeout_s, scripts_root, execution.env, opened, opened.real)
+        env = {**execution.env, **variables} if variables else execution.env
+        result = await run_script(command, stdin, timeout_s, scripts_root, env, opened, opened.real)
     except FileNotFoundError as exc:
         return Verdict("failed", reason=str(exc))
     finally:

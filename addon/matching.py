@@ -16,6 +16,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 
+from addon.environments import NO_ENVIRONMENT, ResolvedEnvironment, for_hook, resolve_all
 from addon.model import ANY_METHOD, RESERVED_SERVICES, Group, Hook
 from addon.paths import without_parameters
 from addon.store import Snapshot
@@ -160,9 +161,12 @@ class CompiledHook:
     path: re.Pattern[str]
     headers: tuple[tuple[str, str], ...]
     groups: tuple[str, ...] | None  # None: everyone
+    environment: ResolvedEnvironment = NO_ENVIRONMENT  # the variables its script gets
 
     @classmethod
-    def compile(cls, hook: Hook, position: int) -> CompiledHook:
+    def compile(
+        cls, hook: Hook, position: int, environments: Mapping[str, ResolvedEnvironment] | None = None
+    ) -> CompiledHook:
         method = hook.match.method
         methods = [method] if isinstance(method, str) else method
         return cls(
@@ -172,6 +176,7 @@ class CompiledHook:
             glob_to_regex(hook.match.path),
             tuple((k.lower(), v) for k, v in hook.match.headers.items()),
             tuple(hook.applies_to.groups) if hook.applies_to else None,
+            for_hook(environments or {}, hook.environment),
         )
 
     @property
@@ -298,9 +303,12 @@ class CompiledContainer:
         hooks_file = snapshot.hooks_file
         groups = {name: CompiledGroup.compile(name, g) for name, g in hooks_file.groups.items()}
         group_headers = {name for group in groups.values() for name, _ in group.headers}
+        environments = resolve_all(hooks_file)  # the from_env values are read here, once per version
         services = []
         for name, service in hooks_file.services.items():
-            hooks = tuple(CompiledHook.compile(h, i) for i, h in enumerate(hooks_file.hooks.get(name, [])))
+            hooks = tuple(
+                CompiledHook.compile(h, i, environments) for i, h in enumerate(hooks_file.hooks.get(name, []))
+            )
             read = {name for hook in hooks for name, _ in hook.headers} | group_headers
             services.append(
                 CompiledService(

@@ -197,6 +197,56 @@ class AppliesTo(_Model):
     groups: Annotated[list[Name], Field(min_length=1), AfterValidator(_non_empty_unique)]
 
 
+# --- environments: named sets of variables a hook's script gets (addon.environments) ---
+
+DEFAULT_ENVIRONMENT = "default"
+ENV_VAR_RE = re.compile(r"^[A-Z_][A-Z0-9_]{0,127}\Z")
+MAX_ENV_VALUE = 32 * 1024
+# What the minimal environment sets, or what changes how an interpreter, the dynamic linker or
+# a shell starts: an environment that could set these could make a hook run other code than its
+# script (NODE_OPTIONS=--require, LD_PRELOAD, BASH_ENV, PYTHONSTARTUP/PYTHONPATH) or change
+# how every script reads its input (PATH, LANG).
+RESERVED_ENV_VARS = frozenset(
+    {"PATH", "HOME", "IFS", "ENV", "BASH_ENV", "SHELLOPTS", "BASHOPTS", "PS4", "GLOBIGNORE", "CDPATH", "LANG"}
+)
+RESERVED_ENV_PREFIXES = ("LD_", "DYLD_", "PYTHON", "NODE_", "BASH_", "LC_", "TSX_")
+
+
+def _env_var_name(value: str) -> str:
+    if not ENV_VAR_RE.match(value):
+        raise ValueError(
+            f"must be 1-128 upper-case letters, digits and '_', not starting with a digit, got {value!r}"
+        )
+    if value in RESERVED_ENV_VARS or value.startswith(RESERVED_ENV_PREFIXES):
+        raise ValueError(
+            f"{value!r} is reserved: scripts get the proxy's own PATH, locale and interpreter "
+            f"settings (reserved: {', '.join(sorted(RESERVED_ENV_VARS))} and names starting with "
+            f"{', '.join(RESERVED_ENV_PREFIXES)}); pick another name"
+        )
+    return value
+
+
+def _env_value(value: str) -> str:
+    if "\x00" in value:
+        raise ValueError("must not contain NUL bytes")
+    return value
+
+
+EnvVarName = Annotated[str, AfterValidator(_env_var_name)]
+
+
+class FromEnv(_Model):
+    """A variable whose value is the proxy's own environment variable `from_env`, read when the
+    file is loaded: the value lives only in the proxy's memory (never in the file, the API,
+    events or logs: `"***"` where shown)."""
+
+    from_env: Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")]
+
+
+EnvValue = Annotated[str, StringConstraints(max_length=MAX_ENV_VALUE), AfterValidator(_env_value)] | FromEnv
+Environment = dict[EnvVarName, EnvValue]
+
+
 class HookSpec(_Model):
     """What a client writes about a hook; everything else is set by the server."""
 
@@ -208,6 +258,8 @@ class HookSpec(_Model):
     failure_mode: Literal["closed", "open"] = "closed"
     mode: Literal["sync", "async"] = "sync"
     description: Annotated[str, StringConstraints(max_length=1000)] | None = None
+    # The name of one of the file's `environments` (None: "default", which may be undefined).
+    environment: Name | None = None
 
 
 class Hook(HookSpec):
@@ -240,6 +292,7 @@ class HooksFile(_Model):
     services: dict[Name, Service] = Field(default_factory=dict)
     groups: dict[Name, Group] = Field(default_factory=dict)
     hooks: dict[str, list[Hook]] = Field(default_factory=dict)
+    environments: dict[Name, Environment] = Field(default_factory=dict)
 
 
 # --- request bodies of the control API: HookSpec plus what each verb lets a client echo ---

@@ -16,6 +16,7 @@ import types
 import typing
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from dataclasses import field as dataclass_field
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -23,7 +24,17 @@ import annotated_types
 from pydantic import BaseModel, TypeAdapter, ValidationError
 from pydantic_core import ErrorDetails
 
-from addon.model import RESERVED_SERVICES, HookId, HooksFile, HookSpec, ScriptPath, reserved_service
+from addon.environments import missing_reason
+from addon.model import (
+    DEFAULT_ENVIRONMENT,
+    RESERVED_SERVICES,
+    FromEnv,
+    HookId,
+    HooksFile,
+    HookSpec,
+    ScriptPath,
+    reserved_service,
+)
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -313,6 +324,7 @@ class HookRefs:
     groups: tuple[str | None, ...] = ()  # applies_to.groups; None where an entry is not a string
     script: str | None = None  # script.path, when it passes the model's own rules
     exec_id: str | None = None
+    environment: str | None = None  # the environment it names (None: "default")
 
     @classmethod
     def read(cls, raw: object) -> HookRefs:
@@ -320,17 +332,19 @@ class HookRefs:
         groups = _object(hook.get("applies_to")).get("groups")
         script = _object(hook.get("script"))
         exec_id = script.get("execId")
+        environment = hook.get("environment")
         return cls(
             _valid(_HOOK_ID, hook.get("id")),
             tuple(g if isinstance(g, str) else None for g in groups) if isinstance(groups, list) else (),
             _valid(_SCRIPT_PATH, script.get("path")),
             exec_id if isinstance(exec_id, str) and exec_id else None,
+            environment if isinstance(environment, str) else None,
         )
 
     @classmethod
     def of(cls, hook: HookSpec) -> HookRefs:
         groups = tuple(hook.applies_to.groups) if hook.applies_to else ()
-        return cls(getattr(hook, "id", None), groups, hook.script.path, hook.script.execId)
+        return cls(getattr(hook, "id", None), groups, hook.script.path, hook.script.execId, hook.environment)
 
 
 @dataclass(frozen=True, slots=True)
@@ -342,6 +356,8 @@ class FileRefs:
     services: tuple[str, ...]
     groups: tuple[str, ...]
     hooks: tuple[tuple[str, tuple[HookRefs, ...]], ...]  # by service, in list order
+    # name → variable → the `from_env` it reads (None: a literal)
+    environments: dict[str, dict[str, str | None]] = dataclass_field(default_factory=dict)
 
     @classmethod
     def read(cls, document: dict[str, Any]) -> FileRefs:
@@ -357,6 +373,10 @@ class FileRefs:
                 (service, tuple(map(HookRefs.read, items)) if isinstance(items, list) else ())
                 for service, items in hooks.items()
             ),
+            {
+                name: {var: _from_env(value) for var, value in _object(variables).items()}
+                for name, variables in _object(document.get("environments")).items()
+            },
         )
 
     @classmethod
@@ -367,6 +387,10 @@ class FileRefs:
             tuple(hooks_file.services),
             tuple(hooks_file.groups),
             tuple((service, tuple(map(HookRefs.of, hooks))) for service, hooks in hooks_file.hooks.items()),
+            {
+                name: {var: v.from_env if isinstance(v, FromEnv) else None for var, v in variables.items()}
+                for name, variables in hooks_file.environments.items()
+            },
         )
 
     def hookable(self) -> Iterator[tuple[str, int, HookRefs]]:
@@ -377,14 +401,21 @@ class FileRefs:
                     yield service, position, hook
 
 
+def _from_env(value: object) -> str | None:
+    source = _object(value).get("from_env")
+    return source if isinstance(source, str) else None
+
+
 def hook_problems(
     hook: HookRefs,
     container: str | None,
     groups: Collection[str],
     scripts_root: Path | None,
     inside: dict[str, bool] | None = None,
+    environments: Collection[str] | None = None,
 ) -> list[Problem]:
-    """What a hook refers to that the container must have: its groups and its script's folder.
+    """What a hook refers to that the container must have: its groups, its environment (when
+    `environments` is given) and its script's folder.
 
     `inside` memoises the symlink check per script path within one whole-file check (hooks
     often share scripts, and resolving a path costs a stat per component).
@@ -401,6 +432,10 @@ def hook_problems(
                     "add it under 'groups' first",
                 )
             )
+    if environments is not None:
+        undefined = environment_undefined(hook.environment, environments)
+        if undefined is not None:
+            problems.append(undefined)
     if scripts_root is not None and hook.script is not None:
         if inside is None:
             inside = {}
@@ -412,6 +447,33 @@ def hook_problems(
                 Problem("script.path", f"resolves outside the scripts folder (a symlink?): {path!r}")
             )
     return problems
+
+
+def environment_undefined(name: str | None, defined: Collection[str]) -> Problem | None:
+    """A hook naming an environment the file does not define ("default" may be left out)."""
+    if name is None or name == DEFAULT_ENVIRONMENT or name in defined:
+        return None
+    known = ", ".join(sorted(defined)) or "none"
+    return Problem(
+        "environment",
+        f"environment {name!r} is not defined (defined: {known}); add it under 'environments' "
+        "or leave 'environment' out for 'default'",
+    )
+
+
+def environment_problems(
+    environments: dict[str, dict[str, str | None]], environ: typing.Mapping[str, str] | None = None
+) -> list[Problem]:
+    """Each `from_env` must name a variable set in the proxy's environment: checked where the
+    file is loaded or written (the proxy, its control API, `proxy-hooks check`, each in its own
+    environment)."""
+    environ = os.environ if environ is None else environ
+    return [
+        Problem(f"environments.{name}.{var}.from_env", missing_reason(var, source))
+        for name, variables in environments.items()
+        for var, source in variables.items()
+        if source is not None and source not in environ
+    ]
 
 
 def resolve_script(scripts_root: Path, script_path: str) -> Path:
@@ -456,10 +518,10 @@ def file_problems(refs: FileRefs, scripts_root: Path | None) -> list[Problem]:
     ids: list[tuple[str, str | None]] = []
     for service, position, hook in refs.hookable():
         where = f"hooks.{service}[{position}]"
-        found = hook_problems(hook, refs.container, refs.groups, scripts_root, inside)
+        found = hook_problems(hook, refs.container, refs.groups, scripts_root, inside, refs.environments)
         problems.extend(p.under(where) for p in found)
         ids.append((where, hook.id))
-    return problems + duplicate_ids(ids)
+    return problems + environment_problems(refs.environments) + duplicate_ids(ids)
 
 
 def duplicate_ids(hooks: Iterable[tuple[str, str | None]]) -> list[Problem]:

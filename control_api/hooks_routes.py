@@ -120,7 +120,9 @@ def _ref_problems(snapshot: Snapshot, hooks: list[tuple[str, HookRefs]]) -> list
     return [
         problem.under(where) if where else problem
         for where, hook in hooks
-        for problem in hook_problems(hook, hooks_file.container, hooks_file.groups, root, inside)
+        for problem in hook_problems(
+            hook, hooks_file.container, hooks_file.groups, root, inside, hooks_file.environments
+        )
         + script_problems(hook, root, known)
     ]
 

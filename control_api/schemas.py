@@ -124,6 +124,12 @@ class SessionInfo(BaseModel):
     note: str | None
 
 
+class EnvironmentInfo(BaseModel):
+    name: str
+    variables: dict[str, str] = Field(description="values; \"***\" for those read with from_env")
+    problem: str | None = Field(description="why its runs fail: an undefined environment, an unset from_env")
+
+
 class CatalogEntry(BaseModel):
     id: str | None
     position: int
@@ -138,6 +144,7 @@ class CatalogEntry(BaseModel):
     runtime: str = Field(description="python, node, bash or exec")
     exists: bool
     session: SessionInfo | None = Field(description="set when the hook has script.execId")
+    environment: EnvironmentInfo = Field(description="the variables its script gets (environments)")
     problem: str | None
 
 
@@ -171,6 +178,7 @@ class SessionWorker(BaseModel):
     container: str
     exec_id: str
     runtime: str
+    environment: str | None = Field(description="the hooks' environment it was started with; None: default")
     pid: int | None
     state: str = Field(description="starting, ready, stopping, stopped")
     runs: int
