@@ -69,6 +69,7 @@ from addon.recorder import LogRecorder, Recorder
 from addon.scripts import Runtimes, become_subreaper, minimal_env
 from addon.sessions import DEFAULT_IDLE_S, SessionPool
 from addon.validation import FileRefs, problem_lines
+from addon.verdict_cache import VerdictCache
 from addon.watcher import watch_hooks_files
 from control_api.app import ApiSettings
 from control_api.hosts import parse_hosts
@@ -126,6 +127,7 @@ class ProxyHooks:
         runtimes, env = Runtimes.detect(), minimal_env()
         self.sessions = SessionPool(runtimes, env)
         self.execution = Execution(runtimes, env, self.sessions)
+        self.verdicts = VerdictCache()
         self._compiled: dict[str, CompiledContainer] = {}
         self._pending: dict[str, _Pending] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -569,7 +571,23 @@ class ProxyHooks:
 
     async def _run(self, match: _Match, event: ScriptEvent) -> Verdict:
         assert match.hook is not None
-        return await run_hook(match.hook, event, match.container.snapshot.scripts_root, self.execution)
+        hook, snapshot = match.hook, match.container.snapshot
+        if hook.hook.cache is not None:
+            return await self._run_cached(match, event)
+        return await run_hook(hook, event, snapshot.scripts_root, self.execution)
+
+    async def _run_cached(self, match: _Match, event: ScriptEvent) -> Verdict:
+        """A hook with `cache`: its earlier verdict for an equal request, or a run (addon.verdict_cache)."""
+        assert match.hook is not None
+        hook, snapshot = match.hook, match.container.snapshot
+        return await self.verdicts.run(
+            hook,
+            match.client.request,
+            event,
+            snapshot.version,
+            snapshot.scripts_root,
+            lambda: run_hook(hook, event, snapshot.scripts_root, self.execution),
+        )
 
     async def _observe(self, run: HookRun, match: _Match, event: ScriptEvent) -> None:
         """An async hook: runs beside the flow, never delays it, and its answer is not applied."""

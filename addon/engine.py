@@ -45,7 +45,8 @@ class Verdict:
     outcome: Outcome
     answer: ScriptAnswer | None = None
     reason: str | None = None  # why it blocked, or why it failed
-    result: RunResult | None = None
+    result: RunResult | None = None  # None for a cached verdict: no script ran
+    cached: bool = False  # reused from an earlier run (addon.verdict_cache)
 
     @property
     def failed(self) -> bool:
@@ -77,6 +78,7 @@ class HookRun:
     error: str | None = None
     stderr: str | None = None  # what the script wrote there, trimmed: traces, diagnostics
     changes: RunChanges | None = None  # what the applied answer did (addon.changes)
+    cached: bool = False  # the verdict of an earlier run, reused (the hook's `cache`)
     ts: str = field(
         default_factory=lambda: (
             dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
@@ -113,6 +115,7 @@ class HookRun:
         self.outcome = verdict.outcome
         self.reason = verdict.reason if verdict.outcome == "blocked" else None
         self.error = verdict.reason if verdict.failed else None
+        self.cached = verdict.cached
         if verdict.result is not None:
             self.exit_code = verdict.result.exit_code
             self.duration_ms = verdict.result.duration_ms

@@ -86,6 +86,7 @@ class Event(BaseModel):
     stderr: str | None = None
     file_version: int | None = None
     changes: RunChanges | None = None  # runs: what the answer did to the exchange (null: nothing)
+    cached: bool = False  # runs: the verdict of an earlier run, reused (no script ran)
     message: str | None = None  # notes
     data: dict[str, Any] | None = None  # notes
 
@@ -117,6 +118,7 @@ class Event(BaseModel):
             error=run.error,
             stderr=run.stderr,
             changes=run.changes,
+            cached=run.cached,
         )
 
 

@@ -247,6 +247,38 @@ EnvValue = Annotated[str, StringConstraints(max_length=MAX_ENV_VALUE), AfterVali
 Environment = dict[EnvVarName, EnvValue]
 
 
+# --- cached verdicts (addon.verdict_cache) ---
+
+CACHE_TTL_MAX_MS = 3_600_000
+VARY_ELEMENTS = ("method", "path", "query", "client", "user")
+DEFAULT_VARY = ("method", "path", "query")
+
+
+def _vary_element(value: str) -> str:
+    if value in VARY_ELEMENTS:
+        return value
+    kind, _, header = value.partition(":")
+    if kind == "header" and _HEADER_NAME_RE.match(header):
+        return f"header:{header.lower()}"
+    raise ValueError(
+        f"must be one of {', '.join(VARY_ELEMENTS)} or header:<name> (e.g. header:authorization), "
+        f"got {value!r}"
+    )
+
+
+class HookCache(_Model):
+    """Reuse the script's verdict for requests equal in everything `vary` names, for `ttl_ms`.
+    `vary` is the author's statement of what the verdict depends on: what it leaves out, the
+    cache treats as the same (see README, Cached verdicts)."""
+
+    ttl_ms: Annotated[int, Field(strict=True, ge=1, le=CACHE_TTL_MAX_MS)]
+    vary: Annotated[
+        list[Annotated[str, AfterValidator(_vary_element)]],
+        Field(max_length=32),
+        AfterValidator(_non_empty_unique),
+    ] = Field(default_factory=lambda: list(DEFAULT_VARY))
+
+
 class HookSpec(_Model):
     """What a client writes about a hook; everything else is set by the server."""
 
@@ -260,6 +292,7 @@ class HookSpec(_Model):
     description: Annotated[str, StringConstraints(max_length=1000)] | None = None
     # The name of one of the file's `environments` (None: "default", which may be undefined).
     environment: Name | None = None
+    cache: HookCache | None = None  # used by sync hooks (an async hook's verdict is never applied)
 
 
 class Hook(HookSpec):

@@ -169,6 +169,11 @@ def proxy_rows(seconds: float) -> list[tuple[str, dict[int, dict[str, float]]]]:
         ),
         ("matched hook, per-run node", container(upstream, {"s0": [_hook("/c.js")]}), {"c.js": JS_CONTINUE}),
         ("matched hook, per-run bash", container(upstream, {"s0": [_hook("/c.sh")]}), {"c.sh": SH_CONTINUE}),
+        (  # every request the same: after the first, each gets the cached verdict
+            "matched hook, cached verdict (python)",
+            container(upstream, {"s0": [{**_hook("/c.py"), "cache": {"ttl_ms": 3_600_000}}]}),
+            {"c.py": PY_CONTINUE},
+        ),
         (
             "matched hook, exec-session python",
             container(upstream, {"s0": [_hook("/h.py", "bench")]}),

@@ -82,6 +82,8 @@ class ServiceBreakdown(Breakdown):
 class HookBreakdown(Breakdown):
     hookId: str | None
     service: str | None
+    cached: int = Field(description="runs whose verdict came from the hook's cache (no script ran)")
+    cacheHitRate: float = Field(description="cached runs per 100 runs of the hook, 0-100")
 
 
 class Day(BaseModel):
