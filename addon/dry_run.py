@@ -25,7 +25,7 @@ from addon.model import METHODS, HeaderMap, Hook, Name, ScriptPath
 from addon.paths import EncodedSlashes
 from addon.protocol import Phase, body_fields
 from addon.store import Snapshot
-from addon.validation import InvalidInput, Problem, environment_undefined, script_inside
+from addon.validation import InvalidInput, Problem, environment_undefined, script_inside, service_upstreams
 
 MAX_INLINE_SOURCE = 256 * 1024
 _EXTENSIONS = {"python": ".py", "node": ".js", "bash": ".sh"}
@@ -156,7 +156,9 @@ async def dry_run(
     client = ClientView(facts, container.groups)
     with tempfile.TemporaryDirectory(prefix="proxy-hooks-inline-") as scratch:
         scripts_root, script_hook = _script_for(snapshot, hook, sample, Path(scratch))
-        compiled = CompiledHook.compile(script_hook, position, resolve_all(snapshot.hooks_file))
+        compiled = CompiledHook.compile(
+            script_hook, position, resolve_all(snapshot.hooks_file), service_upstreams(snapshot.hooks_file)
+        )
         phase: Phase = "response" if response is not None else "request"
         run = HookRun.begin(snapshot.container, service, compiled, phase, host, client)
         event = hook_event(exchange, run, compiled, snapshot.container, service, facts.user)
@@ -179,6 +181,7 @@ async def dry_run(
         "execution_time_ms": run.duration_ms,
         "script": run.script,
         "runtime": run.runtime,
+        "remote_url": compiled.remote_url,
         "failure_mode": hook.failure_mode,
         "would_contact_upstream": contacts_upstream,
         "path": path_forms(path),

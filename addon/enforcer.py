@@ -66,6 +66,7 @@ from addon.matching import (
 from addon.paths import ENCODED_SLASH_MODES, EncodedSlashes
 from addon.protocol import Phase, ScriptEvent
 from addon.recorder import LogRecorder, Recorder
+from addon.remote_hooks import RemoteHooks
 from addon.scripts import Runtimes, become_subreaper, minimal_env
 from addon.sessions import DEFAULT_IDLE_S, SessionPool
 from addon.validation import FileRefs, problem_lines
@@ -126,7 +127,7 @@ class ProxyHooks:
         self.events: EventRecorder | None = None
         runtimes, env = Runtimes.detect(), minimal_env()
         self.sessions = SessionPool(runtimes, env)
-        self.execution = Execution(runtimes, env, self.sessions)
+        self.execution = Execution(runtimes, env, self.sessions, RemoteHooks())
         self.verdicts = VerdictCache()
         self._compiled: dict[str, CompiledContainer] = {}
         self._pending: dict[str, _Pending] = {}
@@ -283,9 +284,17 @@ class ProxyHooks:
         for task in list(self._tasks):
             task.cancel()
         self.sessions.close()  # killed and reaped here: nothing outlives the proxy
+        self._close_remote_hooks()
         # And whatever escaped a worker's supervisor (one killed from below, or the API's dry-run
         # workers not yet stopped): every child of ours in a session of its own is one of those.
         kill_other_sessions()
+
+    def _close_remote_hooks(self) -> None:
+        """The remote hooks' pooled connections (async: scheduled, as the API runner's cleanup)."""
+        remote = self.execution.remote
+        if remote is not None:
+            with contextlib.suppress(RuntimeError):
+                asyncio.get_running_loop().create_task(remote.close())
 
     # --- flows ---
 

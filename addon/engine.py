@@ -13,7 +13,7 @@ import stat
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from addon.changes import RunChanges
 from addon.environments import redact
@@ -22,6 +22,9 @@ from addon.protocol import BadAnswer, Outcome, Phase, ScriptAnswer, parse_answer
 from addon.scripts import RunResult, Runtimes, ScriptUnavailable, open_script, run_script, runtime_name
 from addon.sessions import SessionKey, SessionPool, script_stamp, session_runtime
 from addon.validation import resolve_script, script_inside
+
+if TYPE_CHECKING:  # the aiohttp client; the engine itself imports no HTTP library
+    from addon.remote_hooks import RemoteHooks
 
 BLOCK_EXIT_CODE = 2
 MAX_REASON = 500
@@ -36,6 +39,7 @@ class Execution:
     runtimes: Runtimes
     env: Mapping[str, str]
     sessions: SessionPool | None = None
+    remote: RemoteHooks | None = None  # the HTTP client of remote hooks (None: they fail)
 
 
 @dataclass(frozen=True)
@@ -99,7 +103,7 @@ class HookRun:
             phase=phase,
             mode=hook.hook.mode,
             script=hook.hook.script.path,
-            runtime=runtime_name(hook.hook.script.path),
+            runtime="remote" if hook.remote_url is not None else runtime_name(hook.hook.script.path),
             method=facts.method,
             host=host,
             path=facts.path,
@@ -134,7 +138,8 @@ def _excerpt(text: str, limit: int = MAX_REASON) -> str:
 def judge(result: RunResult, phase: Phase, timeout_ms: int) -> Verdict:
     """Protocol v1: exit 2 blocks, other non-zero exits, bad output and timeouts fail."""
     if result.timed_out:
-        return Verdict("timeout", reason=f"script timed out after {timeout_ms} ms", result=result)
+        what = "hook service" if result.remote else "script"
+        return Verdict("timeout", reason=f"{what} timed out after {timeout_ms} ms", result=result)
     if result.error:
         return Verdict("failed", reason=result.error, result=result)
     if result.session:
@@ -152,7 +157,8 @@ def judge(result: RunResult, phase: Phase, timeout_ms: int) -> Verdict:
     try:
         answer = parse_answer(result.stdout)
     except BadAnswer as exc:
-        return Verdict("failed", reason=f"bad script output: {exc}", result=result)
+        what = "bad answer from the hook service" if result.remote else "bad script output"
+        return Verdict("failed", reason=f"{what}: {exc}", result=result)
     return _verdict_of(answer, phase, result)
 
 
@@ -170,12 +176,24 @@ async def run_hook(
     hook: CompiledHook, event: Mapping[str, Any], scripts_root: Path, execution: Execution
 ) -> Verdict:
     """Run the hook's script on `event` with its environment's variables; what the run says
-    back (stderr, reasons) has that environment's secret values masked."""
+    back (stderr, reasons) has that environment's secret values masked. A remote hook is a POST
+    to its hook service instead (no environment: its variables stay in the proxy)."""
+    if hook.remote_url is not None:
+        return await _run_remote(hook, hook.remote_url, event, execution)
     environment = hook.environment
     if environment.problem is not None:
         return Verdict("failed", reason=environment.problem)
     verdict = await _run_script_of(hook, event, scripts_root, execution, environment.variables)
     return _redacted(verdict, environment.secrets) if environment.secrets else verdict
+
+
+async def _run_remote(
+    hook: CompiledHook, url: str, event: Mapping[str, Any], execution: Execution
+) -> Verdict:
+    if execution.remote is None:
+        return Verdict("failed", reason=f"remote hooks are not available here (would call {url})")
+    result = await execution.remote.call(url, event, hook.hook.script.execId, hook.hook.timeout / 1000)
+    return judge(result, event["phase"], hook.hook.timeout)
 
 
 def _redacted(verdict: Verdict, secrets: frozenset[str]) -> Verdict:

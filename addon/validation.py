@@ -14,7 +14,7 @@ import os
 import re
 import types
 import typing
-from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from dataclasses import field as dataclass_field
 from pathlib import Path
@@ -325,6 +325,7 @@ class HookRefs:
     script: str | None = None  # script.path, when it passes the model's own rules
     exec_id: str | None = None
     environment: str | None = None  # the environment it names (None: "default")
+    subdomain: str | None = None  # script.subdomain: a service with an upstream makes it remote
 
     @classmethod
     def read(cls, raw: object) -> HookRefs:
@@ -333,18 +334,27 @@ class HookRefs:
         script = _object(hook.get("script"))
         exec_id = script.get("execId")
         environment = hook.get("environment")
+        subdomain = script.get("subdomain")
         return cls(
             _valid(_HOOK_ID, hook.get("id")),
             tuple(g if isinstance(g, str) else None for g in groups) if isinstance(groups, list) else (),
             _valid(_SCRIPT_PATH, script.get("path")),
             exec_id if isinstance(exec_id, str) and exec_id else None,
             environment if isinstance(environment, str) else None,
+            subdomain if isinstance(subdomain, str) else None,
         )
 
     @classmethod
     def of(cls, hook: HookSpec) -> HookRefs:
         groups = tuple(hook.applies_to.groups) if hook.applies_to else ()
-        return cls(getattr(hook, "id", None), groups, hook.script.path, hook.script.execId, hook.environment)
+        return cls(
+            getattr(hook, "id", None),
+            groups,
+            hook.script.path,
+            hook.script.execId,
+            hook.environment,
+            hook.script.subdomain,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -358,6 +368,7 @@ class FileRefs:
     hooks: tuple[tuple[str, tuple[HookRefs, ...]], ...]  # by service, in list order
     # name → variable → the `from_env` it reads (None: a literal)
     environments: dict[str, dict[str, str | None]] = dataclass_field(default_factory=dict)
+    upstreams: tuple[str, ...] = ()  # the services with an upstream: what a remote hook may name
 
     @classmethod
     def read(cls, document: dict[str, Any]) -> FileRefs:
@@ -377,6 +388,9 @@ class FileRefs:
                 name: {var: _from_env(value) for var, value in _object(variables).items()}
                 for name, variables in _object(document.get("environments")).items()
             },
+            tuple(
+                name for name, s in _object(document.get("services")).items() if _object(s).get("upstream")
+            ),
         )
 
     @classmethod
@@ -391,7 +405,12 @@ class FileRefs:
                 name: {var: v.from_env if isinstance(v, FromEnv) else None for var, v in variables.items()}
                 for name, variables in hooks_file.environments.items()
             },
+            tuple(name for name, s in hooks_file.services.items() if s.upstream is not None),
         )
+
+    def remote(self, hook: HookRefs) -> bool:
+        """Whether the hook is served by a hook service (addon.remote_hooks), not a local file."""
+        return hook.subdomain is not None and hook.subdomain in self.upstreams
 
     def hookable(self) -> Iterator[tuple[str, int, HookRefs]]:
         """(service, position, refs) of every hook outside the reject-listed services."""
@@ -474,6 +493,20 @@ def environment_problems(
         for var, source in variables.items()
         if source is not None and source not in environ
     ]
+
+
+def service_upstreams(hooks_file: HooksFile) -> dict[str, str]:
+    """The services a remote hook can name: those with an upstream."""
+    return {name: s.upstream for name, s in hooks_file.services.items() if s.upstream is not None}
+
+
+def remote_url(upstreams: Mapping[str, str], subdomain: str | None, path: str) -> str | None:
+    """The URL a hook calls, or None when it is a local script (`upstreams`: the container's
+    services that have an upstream, by name)."""
+    if subdomain is None:
+        return None
+    base = upstreams.get(subdomain)
+    return None if base is None else base + "/" + path.lstrip("/")
 
 
 def resolve_script(scripts_root: Path, script_path: str) -> Path:

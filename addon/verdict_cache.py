@@ -61,7 +61,9 @@ def request_key(vary: list[str], facts: RequestFacts, event: ScriptEvent) -> Key
 
 def hook_stamp(hook: CompiledHook, version: int, scripts_root: Path) -> Stamp | None:
     """What the entries of `hook` are valid for; None when the script cannot be stat'ed (then
-    nothing is cached: the run itself says what is wrong)."""
+    nothing is cached: the run itself says what is wrong). A remote hook: the file version."""
+    if hook.remote_url is not None:
+        return (version, hook.remote_url, "")
     try:
         info = os.stat(resolve_script(scripts_root, hook.hook.script.path))
     except OSError:

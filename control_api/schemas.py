@@ -146,6 +146,7 @@ class CatalogEntry(BaseModel):
     runtime: str = Field(description="python, node, bash or exec")
     exists: bool
     session: SessionInfo | None = Field(description="set when the hook has script.execId")
+    remote_url: str | None = Field(description="a remote hook (script.subdomain): the URL it calls")
     environment: EnvironmentInfo = Field(description="the variables its script gets (environments)")
     problem: str | None
 
@@ -260,6 +261,7 @@ class DryRunResult(BaseModel):
     execution_time_ms: float | None
     script: str
     runtime: str
+    remote_url: str | None = Field(description="a remote hook: the URL the event was POSTed to")
     failure_mode: str
     would_contact_upstream: bool
     path: PathForms
