@@ -19,7 +19,7 @@ from aiohttp import web
 
 from addon.remote_hooks import EXEC_ID_HEADER
 from tests.harness import Mitmdump, Upstream, container_doc, free_port, set_hooks, wait_for, write_json
-from tests.proxy_fixtures import api, upstream  # noqa: F401 - fixtures (with this module's proxy)
+from tests.proxy_fixtures import api, proxy, upstream  # noqa: F401 - fixtures (with this module's home)
 
 SCRIPTS = Path(__file__).parent / "scripts"
 HOOKS = "/api/v1/containers/e2e/proxy/hooks"
@@ -100,13 +100,6 @@ def home(tmp_path_factory: pytest.TempPathFactory, upstream: Upstream, service: 
     doc["services"]["deadsvc"] = {"hosts": ["dead.internal"], "upstream": f"http://127.0.0.1:{free_port()}"}
     write_json(folder / "e2e.json", doc)
     return folder
-
-
-@pytest.fixture(scope="module")
-def proxy(home: Path) -> Iterator[Mitmdump]:
-    process = Mitmdump(home / "e2e.json", home / "confdir")
-    yield process
-    process.stop()
 
 
 def remote_hook(
