@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -26,6 +27,8 @@ import aiohttp
 from addon.scripts import MAX_STDOUT, RunResult
 
 EXEC_ID_HEADER = "X-Proxy-Hooks-Exec-Id"
+# A bearer token the proxy sends to every hook service (`proxy-hooks hook-server --token`).
+TOKEN_ENV = "PROXY_HOOKS_REMOTE_TOKEN"
 MAX_ERROR_BODY = 300
 # Connections kept per proxy: many hook services, or one under many concurrent flows.
 POOL_LIMIT = 256
@@ -34,8 +37,9 @@ POOL_LIMIT = 256
 class RemoteHooks:
     """The HTTP client of remote hooks (one per proxy, and one per control API for dry runs)."""
 
-    def __init__(self) -> None:
+    def __init__(self, token: str | None = None) -> None:
         self._session: aiohttp.ClientSession | None = None
+        self.token = os.environ.get(TOKEN_ENV) if token is None else token
 
     def _client(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
@@ -54,6 +58,8 @@ class RemoteHooks:
         headers = {"content-type": "application/json"}
         if exec_id is not None:
             headers[EXEC_ID_HEADER] = exec_id
+        if self.token:
+            headers["authorization"] = f"Bearer {self.token}"
         body = json.dumps(event).encode()
 
         def failed(reason: str | None = None, timed_out: bool = False) -> RunResult:
