@@ -9,13 +9,22 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict
 
 from addon.edits import hookable_services
+from addon.environments import for_hook, resolve_all
 from addon.events import QueryBool
 from addon.model import Name
 from addon.scripts import Runtime, runtime_name
 from addon.session_check import handle_problem
 from addon.sessions import session_runtime
 from addon.store import Snapshot
-from addon.validation import FileRefs, HookRefs, Problem, resolve_script, script_inside
+from addon.validation import (
+    FileRefs,
+    HookRefs,
+    Problem,
+    remote_url,
+    resolve_script,
+    script_inside,
+    service_upstreams,
+)
 
 LoadProblems = dict[tuple[str, str], str]  # (container, script file) -> what its worker said
 Catalog = dict[str, list[dict[str, Any]]]
@@ -49,14 +58,17 @@ def resolve_catalog(snapshot: Snapshot, load_problems: LoadProblems | None = Non
     what the live exec-session workers reported when they loaded a script."""
     root = snapshot.scripts_root
     hooks_file = snapshot.hooks_file
+    environments = resolve_all(hooks_file)
+    upstreams = service_upstreams(hooks_file)
     catalog: Catalog = {}
     for service in hookable_services(hooks_file):
         entries = []
         for position, hook in enumerate(hooks_file.hooks.get(service, [])):
             script = resolve_script(root, hook.script.path)
-            inside = script_inside(root, hook.script.path)
-            runtime = runtime_name(script)
-            exists = inside and script.is_file()
+            url = remote_url(upstreams, hook.script.subdomain, hook.script.path)
+            inside = url is not None or script_inside(root, hook.script.path)
+            runtime: Runtime = "remote" if url is not None else runtime_name(script)
+            exists = url is not None or (inside and script.is_file())  # a remote hook has no file
             problem = None
             if not inside:
                 problem = "resolves outside the scripts folder"
@@ -64,9 +76,14 @@ def resolve_catalog(snapshot: Snapshot, load_problems: LoadProblems | None = Non
                 problem = "script file not found"
             elif runtime == "exec" and not os.access(script, os.X_OK):
                 problem = "not executable (chmod +x, or use .py/.js/.sh)"
-            session = _session(snapshot.container, hook.script.execId, script, load_problems or {})
+            session = (
+                None
+                if url is not None
+                else _session(snapshot.container, hook.script.execId, script, load_problems or {})
+            )
             if problem is None and session is not None:
                 problem = session["problem"]
+            environment = for_hook(environments, hook.environment)
             entries.append(
                 {
                     "id": hook.id,
@@ -84,6 +101,12 @@ def resolve_catalog(snapshot: Snapshot, load_problems: LoadProblems | None = Non
                     "runtime": runtime,
                     "exists": exists,
                     "session": session,
+                    "remote_url": url,
+                    "environment": {
+                        "name": environment.name,
+                        "variables": dict(environment.shown),
+                        "problem": environment.problem,
+                    },
                     "problem": problem,
                 }
             )
@@ -184,5 +207,6 @@ def deployment_problems(refs: FileRefs, scripts_root: Path | None) -> list[Probl
     return [
         problem.under(f"hooks.{service}[{position}]")
         for service, position, hook in refs.hookable()
+        if not refs.remote(hook)  # served over HTTP: no local file to deploy
         for problem in script_problems(hook, scripts_root, known)
     ]

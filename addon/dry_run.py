@@ -17,14 +17,15 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validat
 
 from addon.admission import Refused, canonical_path, path_forms
 from addon.engine import Execution, HookRun, run_hook
+from addon.environments import resolve_all
 from addon.explain import ClientSample
 from addon.flows import apply_verdict, hook_event
 from addon.matching import ClientView, CompiledContainer, CompiledHook, RequestFacts
-from addon.model import METHODS, HeaderMap, Hook, ScriptPath
+from addon.model import METHODS, HeaderMap, Hook, Name, ScriptPath
 from addon.paths import EncodedSlashes
 from addon.protocol import Phase, body_fields
 from addon.store import Snapshot
-from addon.validation import InvalidInput, Problem, script_inside
+from addon.validation import InvalidInput, Problem, environment_undefined, script_inside, service_upstreams
 
 MAX_INLINE_SOURCE = 256 * 1024
 _EXTENSIONS = {"python": ".py", "node": ".js", "bash": ".sh"}
@@ -64,6 +65,8 @@ class DryRunRequest(_Sample):
     response: SampleResponse | None = None
     script_override: ScriptPath | None = None
     script_inline: InlineScript | None = None
+    # Run with another of the file's environments than the hook's own (seed 001's environment_id).
+    environment: Name | None = None
 
     @model_validator(mode="after")
     def _one_script(self) -> DryRunRequest:
@@ -110,6 +113,11 @@ async def dry_run(
         raise InlineScriptsDisabled(
             "inline scripts are disabled; the operator can set hooks_allow_inline_scripts"
         )
+    if sample.environment is not None:
+        undefined = environment_undefined(sample.environment, snapshot.hooks_file.environments)
+        if undefined is not None:
+            raise InvalidInput([undefined])
+        hook = hook.model_copy(update={"environment": sample.environment})
     host = sample.host or next(iter(snapshot.hooks_file.services[service].hosts), "localhost")
     try:
         path = canonical_path(sample.path, encoded_slashes)
@@ -148,7 +156,9 @@ async def dry_run(
     client = ClientView(facts, container.groups)
     with tempfile.TemporaryDirectory(prefix="proxy-hooks-inline-") as scratch:
         scripts_root, script_hook = _script_for(snapshot, hook, sample, Path(scratch))
-        compiled = CompiledHook.compile(script_hook, position)
+        compiled = CompiledHook.compile(
+            script_hook, position, resolve_all(snapshot.hooks_file), service_upstreams(snapshot.hooks_file)
+        )
         phase: Phase = "response" if response is not None else "request"
         run = HookRun.begin(snapshot.container, service, compiled, phase, host, client)
         event = hook_event(exchange, run, compiled, snapshot.container, service, facts.user)
@@ -171,6 +181,7 @@ async def dry_run(
         "execution_time_ms": run.duration_ms,
         "script": run.script,
         "runtime": run.runtime,
+        "remote_url": compiled.remote_url,
         "failure_mode": hook.failure_mode,
         "would_contact_upstream": contacts_upstream,
         "path": path_forms(path),

@@ -69,9 +69,11 @@ from addon.matching import (
 from addon.paths import ENCODED_SLASH_MODES, EncodedSlashes
 from addon.protocol import Phase, ScriptEvent
 from addon.recorder import LogRecorder, Recorder
+from addon.remote_hooks import RemoteHooks
 from addon.scripts import Runtimes, become_subreaper, minimal_env
 from addon.sessions import DEFAULT_IDLE_S, SessionPool
 from addon.validation import FileRefs, problem_lines
+from addon.verdict_cache import VerdictCache
 from addon.watcher import watch_hooks_files
 from control_api.app import ApiSettings
 from control_api.hosts import parse_hosts
@@ -128,7 +130,8 @@ class ProxyHooks:
         self.events: EventRecorder | None = None
         runtimes, env = Runtimes.detect(), minimal_env()
         self.sessions = SessionPool(runtimes, env)
-        self.execution = Execution(runtimes, env, self.sessions)
+        self.execution = Execution(runtimes, env, self.sessions, RemoteHooks())
+        self.verdicts = VerdictCache()
         self._compiled: dict[str, CompiledContainer] = {}
         self._pending: dict[str, _Pending] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -293,9 +296,17 @@ class ProxyHooks:
         for task in list(self._tasks):
             task.cancel()
         self.sessions.close()  # killed and reaped here: nothing outlives the proxy
+        self._close_remote_hooks()
         # And whatever escaped a worker's supervisor (one killed from below, or the API's dry-run
         # workers not yet stopped): every child of ours in a session of its own is one of those.
         kill_other_sessions()
+
+    def _close_remote_hooks(self) -> None:
+        """The remote hooks' pooled connections (async: scheduled, as the API runner's cleanup)."""
+        remote = self.execution.remote
+        if remote is not None:
+            with contextlib.suppress(RuntimeError):
+                asyncio.get_running_loop().create_task(remote.close())
 
     # --- flows ---
 
@@ -594,7 +605,23 @@ class ProxyHooks:
 
     async def _run(self, match: _Match, event: ScriptEvent) -> Verdict:
         assert match.hook is not None
-        return await run_hook(match.hook, event, match.container.snapshot.scripts_root, self.execution)
+        hook, snapshot = match.hook, match.container.snapshot
+        if hook.hook.cache is not None:
+            return await self._run_cached(match, event)
+        return await run_hook(hook, event, snapshot.scripts_root, self.execution)
+
+    async def _run_cached(self, match: _Match, event: ScriptEvent) -> Verdict:
+        """A hook with `cache`: its earlier verdict for an equal request, or a run (addon.verdict_cache)."""
+        assert match.hook is not None
+        hook, snapshot = match.hook, match.container.snapshot
+        return await self.verdicts.run(
+            hook,
+            match.client.request,
+            event,
+            snapshot.version,
+            snapshot.scripts_root,
+            lambda: run_hook(hook, event, snapshot.scripts_root, self.execution),
+        )
 
     async def _observe(self, run: HookRun, match: _Match, event: ScriptEvent) -> None:
         """An async hook: runs beside the flow, never delays it, and its answer is not applied."""

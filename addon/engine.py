@@ -5,6 +5,7 @@ No mitmproxy here: the addon hands in the event (protocol v1) and applies the `V
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import os
@@ -12,16 +13,20 @@ import stat
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from addon.capture import Exchange
 from addon.changes import RunChanges
+from addon.environments import redact
 from addon.matching import ClientView, CompiledHook
 from addon.model import Capture
 from addon.protocol import BadAnswer, Outcome, Phase, ScriptAnswer, parse_answer, parse_answer_object
 from addon.scripts import RunResult, Runtimes, ScriptUnavailable, open_script, run_script, runtime_name
 from addon.sessions import SessionKey, SessionPool, script_stamp, session_runtime
 from addon.validation import resolve_script, script_inside
+
+if TYPE_CHECKING:  # the aiohttp client; the engine itself imports no HTTP library
+    from addon.remote_hooks import RemoteHooks
 
 BLOCK_EXIT_CODE = 2
 MAX_REASON = 500
@@ -36,6 +41,7 @@ class Execution:
     runtimes: Runtimes
     env: Mapping[str, str]
     sessions: SessionPool | None = None
+    remote: RemoteHooks | None = None  # the HTTP client of remote hooks (None: they fail)
 
 
 @dataclass(frozen=True)
@@ -45,7 +51,8 @@ class Verdict:
     outcome: Outcome
     answer: ScriptAnswer | None = None
     reason: str | None = None  # why it blocked, or why it failed
-    result: RunResult | None = None
+    result: RunResult | None = None  # None for a cached verdict: no script ran
+    cached: bool = False  # reused from an earlier run (addon.verdict_cache)
 
     @property
     def failed(self) -> bool:
@@ -79,6 +86,7 @@ class HookRun:
     changes: RunChanges | None = None  # what the applied answer did (addon.changes)
     capture: Capture | None = None  # the hook keeps its exchanges (`capture`), redacting these headers
     exchange: Exchange | None = None  # the exchange captured, stored beside the run's event
+    cached: bool = False  # the verdict of an earlier run, reused (the hook's `cache`)
     ts: str = field(
         default_factory=lambda: (
             dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
@@ -99,7 +107,7 @@ class HookRun:
             phase=phase,
             mode=hook.hook.mode,
             script=hook.hook.script.path,
-            runtime=runtime_name(hook.hook.script.path),
+            runtime="remote" if hook.remote_url is not None else runtime_name(hook.hook.script.path),
             method=facts.method,
             host=host,
             path=facts.path,
@@ -116,6 +124,7 @@ class HookRun:
         self.outcome = verdict.outcome
         self.reason = verdict.reason if verdict.outcome == "blocked" else None
         self.error = verdict.reason if verdict.failed else None
+        self.cached = verdict.cached
         if verdict.result is not None:
             self.exit_code = verdict.result.exit_code
             self.duration_ms = verdict.result.duration_ms
@@ -136,7 +145,8 @@ def _excerpt(text: str, limit: int = MAX_REASON) -> str:
 def judge(result: RunResult, phase: Phase, timeout_ms: int) -> Verdict:
     """Protocol v1: exit 2 blocks, other non-zero exits, bad output and timeouts fail."""
     if result.timed_out:
-        return Verdict("timeout", reason=f"script timed out after {timeout_ms} ms", result=result)
+        what = "hook service" if result.remote else "script"
+        return Verdict("timeout", reason=f"{what} timed out after {timeout_ms} ms", result=result)
     if result.error:
         return Verdict("failed", reason=result.error, result=result)
     if result.session:
@@ -154,7 +164,8 @@ def judge(result: RunResult, phase: Phase, timeout_ms: int) -> Verdict:
     try:
         answer = parse_answer(result.stdout)
     except BadAnswer as exc:
-        return Verdict("failed", reason=f"bad script output: {exc}", result=result)
+        what = "bad answer from the hook service" if result.remote else "bad script output"
+        return Verdict("failed", reason=f"{what}: {exc}", result=result)
     return _verdict_of(answer, phase, result)
 
 
@@ -170,6 +181,46 @@ def _verdict_of(answer: ScriptAnswer, phase: Phase, result: RunResult) -> Verdic
 
 async def run_hook(
     hook: CompiledHook, event: Mapping[str, Any], scripts_root: Path, execution: Execution
+) -> Verdict:
+    """Run the hook's script on `event` with its environment's variables; what the run says
+    back (stderr, reasons) has that environment's secret values masked. A remote hook is a POST
+    to its hook service instead (no environment: its variables stay in the proxy)."""
+    if hook.remote_url is not None:
+        return await _run_remote(hook, hook.remote_url, event, execution)
+    environment = hook.environment
+    if environment.problem is not None:
+        return Verdict("failed", reason=environment.problem)
+    verdict = await _run_script_of(hook, event, scripts_root, execution, environment.variables)
+    return _redacted(verdict, environment.secrets) if environment.secrets else verdict
+
+
+async def _run_remote(
+    hook: CompiledHook, url: str, event: Mapping[str, Any], execution: Execution
+) -> Verdict:
+    if execution.remote is None:
+        return Verdict("failed", reason=f"remote hooks are not available here (would call {url})")
+    result = await execution.remote.call(url, event, hook.hook.script.execId, hook.hook.timeout / 1000)
+    return judge(result, event["phase"], hook.hook.timeout)
+
+
+def _redacted(verdict: Verdict, secrets: frozenset[str]) -> Verdict:
+    """The verdict with secret values masked wherever its text could be recorded or shown."""
+    result = verdict.result
+    if result is not None:
+        stderr = redact(result.stderr.decode("utf-8", "replace"), secrets) or ""
+        result = dataclasses.replace(result, stderr=stderr.encode())
+    answer = verdict.answer
+    if answer is not None and answer.reason:
+        answer = answer.model_copy(update={"reason": redact(answer.reason, secrets)})
+    return dataclasses.replace(verdict, answer=answer, reason=redact(verdict.reason, secrets), result=result)
+
+
+async def _run_script_of(
+    hook: CompiledHook,
+    event: Mapping[str, Any],
+    scripts_root: Path,
+    execution: Execution,
+    variables: Mapping[str, str],
 ) -> Verdict:
     script_path = hook.hook.script.path
     timeout_s = hook.hook.timeout / 1000
@@ -188,11 +239,19 @@ async def run_hook(
         if info is None or not stat.S_ISREG(info.st_mode):
             missing = f"script not found: {script_path} (looked in {scripts_root.name}/)"
             return Verdict("failed", reason=missing)
-        key = SessionKey(str(event["container"]), hook.hook.script.execId, session)
-        result = await execution.sessions.run(key, script, script_stamp(info), event, timeout_s, scripts_root)
+        key = SessionKey(
+            str(event["container"]),
+            hook.hook.script.execId,
+            session,
+            hook.hook.environment or "",
+            hook.environment.digest,
+        )
+        result = await execution.sessions.run(
+            key, script, script_stamp(info), event, timeout_s, scripts_root, variables
+        )
         return judge(result, event["phase"], hook.hook.timeout)
     if execution.sessions is not None:  # opened and started there; the event encoded once, there
-        result = await execution.sessions.spawn(script_path, event, timeout_s, scripts_root)
+        result = await execution.sessions.spawn(script_path, event, timeout_s, scripts_root, variables)
         return judge(result, event["phase"], hook.hook.timeout)
     try:
         opened = open_script(scripts_root, script_path)
@@ -201,7 +260,8 @@ async def run_hook(
     try:
         command = execution.runtimes.script_command(opened.real)
         stdin = json.dumps(event).encode()
-        result = await run_script(command, stdin, timeout_s, scripts_root, execution.env, opened, opened.real)
+        env = {**execution.env, **variables} if variables else execution.env
+        result = await run_script(command, stdin, timeout_s, scripts_root, env, opened, opened.real)
     except FileNotFoundError as exc:
         return Verdict("failed", reason=str(exc))
     finally:

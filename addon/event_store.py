@@ -36,7 +36,8 @@ CREATE TABLE IF NOT EXISTS events (
     data TEXT NOT NULL,
     client TEXT,
     changed INTEGER,
-    exchange TEXT
+    exchange TEXT,
+    cached INTEGER
 );
 CREATE INDEX IF NOT EXISTS events_by_container ON events (container, seq);
 CREATE INDEX IF NOT EXISTS events_by_hook ON events (container, hook_id, seq);
@@ -46,8 +47,12 @@ CREATE INDEX IF NOT EXISTS events_by_time ON events (container, ts);
 # `client` (the run's client address, for stats' recentClients) and `changed` (1/0 when a run's
 # answer changed the exchange or not, NULL for other kinds and for runs recorded before `changes`
 # existed: unknown, so they match neither changed=true nor changed=false).
-ADDED_COLUMNS = (("client", "TEXT"), ("changed", "INTEGER"), ("exchange", "TEXT"))
+# `cached` (1 when a run's verdict came from the hook's cache; NULL before it existed: not cached).
+ADDED_COLUMNS = (
+    ("client", "TEXT"), ("changed", "INTEGER"), ("exchange", "TEXT"), ("cached", "INTEGER")
+)
 RECENT_CLIENTS = 10
+CACHED_RUNS = "coalesce(sum(cached), 0)"  # runs whose verdict came from the hook's cache
 PRUNE_CHUNK = 5000
 PERIODS = {"24h": dt.timedelta(hours=24), "7d": dt.timedelta(days=7), "30d": dt.timedelta(days=30)}
 # The stats' timeline: hourly buckets over a day, daily ones beyond (the width of the ISO prefix
@@ -154,7 +159,7 @@ class SQLiteEventStore:
         rows = [
             (e.id, e.ts, e.kind, e.container, e.service, e.hook_id, e.outcome, int(e.blocked),
              e.duration_ms, e.model_dump_json(), e.client, _changed(e),
-             None if e._exchange is None else e._exchange.model_dump_json())
+             None if e._exchange is None else e._exchange.model_dump_json(), int(e.cached))
             for e in events
         ]  # fmt: skip
         db.execute("BEGIN")
@@ -163,8 +168,8 @@ class SQLiteEventStore:
                 int(
                     db.execute(
                         "INSERT INTO events (id, ts, kind, container, service, hook_id, outcome, blocked,"
-                        " duration_ms, data, client, changed, exchange)"
-                        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        " duration_ms, data, client, changed, exchange, cached)"
+                        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                         row,
                     ).lastrowid
                     or 0
@@ -300,7 +305,7 @@ class SQLiteEventStore:
                 args,
             ).fetchall()
             hooks = db.execute(
-                f"SELECT hook_id, service, count(*), sum(blocked), avg(duration_ms) {base}"
+                f"SELECT hook_id, service, count(*), sum(blocked), avg(duration_ms), {CACHED_RUNS} {base}"
                 " GROUP BY hook_id, service ORDER BY count(*) DESC, hook_id",
                 args,
             ).fetchall()
@@ -336,8 +341,16 @@ class SQLiteEventStore:
                 {"service": s, "total": n, "blocked": b, "avgDurationMs": _ms(d)} for s, n, b, d in services
             ],
             "hookBreakdown": [
-                {"hookId": h, "service": s, "total": n, "blocked": b, "avgDurationMs": _ms(d)}
-                for h, s, n, b, d in hooks
+                {
+                    "hookId": h,
+                    "service": s,
+                    "total": n,
+                    "blocked": b,
+                    "avgDurationMs": _ms(d),
+                    "cached": c,
+                    "cacheHitRate": round(c * 100 / n, 2) if n else 0,
+                }
+                for h, s, n, b, d, c in hooks
             ],
             "dailyActivity": [
                 {"date": day, "total": n, "blocked": b, "allowed": n - b, "avgDurationMs": _ms(d)}

@@ -88,6 +88,7 @@ class Event(BaseModel):
     stderr: str | None = None
     file_version: int | None = None
     changes: RunChanges | None = None  # runs: what the answer did to the exchange (null: nothing)
+    cached: bool = False  # runs: the verdict of an earlier run, reused (no script ran)
     message: str | None = None  # notes
     data: dict[str, Any] | None = None  # notes
     # A captured exchange travels with its event to the store (its own column), never in the
@@ -122,6 +123,7 @@ class Event(BaseModel):
             error=run.error,
             stderr=run.stderr,
             changes=run.changes,
+            cached=run.cached,
         )._with_exchange(run.exchange)
 
     def _with_exchange(self, exchange: Exchange | None) -> Event:

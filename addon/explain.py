@@ -153,8 +153,16 @@ def explain(
             "groups": sorted(client.groups),
         },
         "hooks": hooks,
-        "winner": None if winner is None else {"id": winner.id, "position": winner.position},
+        "winner": None if winner is None else _winner(winner),
     }
+
+
+def _winner(hook: CompiledHook) -> dict[str, Any]:
+    """The hook that would run; a remote hook with the URL it would call."""
+    found: dict[str, Any] = {"id": hook.id, "position": hook.position}
+    if hook.remote_url is not None:
+        found["remote_url"] = hook.remote_url
+    return found
 
 
 def canonical_path_or_none(target: str, encoded_slashes: EncodedSlashes) -> dict[str, str] | None:

@@ -16,9 +16,11 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 
+from addon.environments import NO_ENVIRONMENT, ResolvedEnvironment, for_hook, resolve_all
 from addon.model import ANY_METHOD, RESERVED_SERVICES, Group, Hook
 from addon.paths import without_parameters
 from addon.store import Snapshot
+from addon.validation import remote_url, service_upstreams
 
 # Headers (and a query parameter) through which common frameworks (Express method-override,
 # Rails, Spring, ASP.NET, many API gateways) let a POST act as another method.
@@ -160,9 +162,18 @@ class CompiledHook:
     path: re.Pattern[str]
     headers: tuple[tuple[str, str], ...]
     groups: tuple[str, ...] | None  # None: everyone
+    environment: ResolvedEnvironment = NO_ENVIRONMENT  # the variables its script gets
+    remote_url: str | None = None  # a remote hook: the URL it POSTs the event to
 
     @classmethod
-    def compile(cls, hook: Hook, position: int) -> CompiledHook:
+    def compile(
+        cls,
+        hook: Hook,
+        position: int,
+        environments: Mapping[str, ResolvedEnvironment] | None = None,
+        upstreams: Mapping[str, str] | None = None,
+    ) -> CompiledHook:
+        """`upstreams`: the container's services that have one, by name (remote hooks)."""
         method = hook.match.method
         methods = [method] if isinstance(method, str) else method
         return cls(
@@ -172,6 +183,8 @@ class CompiledHook:
             glob_to_regex(hook.match.path),
             tuple((k.lower(), v) for k, v in hook.match.headers.items()),
             tuple(hook.applies_to.groups) if hook.applies_to else None,
+            for_hook(environments or {}, hook.environment),
+            remote_url(upstreams or {}, hook.script.subdomain, hook.script.path),
         )
 
     @property
@@ -298,9 +311,14 @@ class CompiledContainer:
         hooks_file = snapshot.hooks_file
         groups = {name: CompiledGroup.compile(name, g) for name, g in hooks_file.groups.items()}
         group_headers = {name for group in groups.values() for name, _ in group.headers}
+        environments = resolve_all(hooks_file)  # the from_env values are read here, once per version
+        upstreams = service_upstreams(hooks_file)
         services = []
         for name, service in hooks_file.services.items():
-            hooks = tuple(CompiledHook.compile(h, i) for i, h in enumerate(hooks_file.hooks.get(name, [])))
+            hooks = tuple(
+                CompiledHook.compile(h, i, environments, upstreams)
+                for i, h in enumerate(hooks_file.hooks.get(name, []))
+            )
             read = {name for hook in hooks for name, _ in hook.headers} | group_headers
             services.append(
                 CompiledService(

@@ -216,6 +216,88 @@ class Capture(_Model):
     )
 
 
+# --- environments: named sets of variables a hook's script gets (addon.environments) ---
+
+DEFAULT_ENVIRONMENT = "default"
+ENV_VAR_RE = re.compile(r"^[A-Z_][A-Z0-9_]{0,127}\Z")
+MAX_ENV_VALUE = 32 * 1024
+# What the minimal environment sets, or what changes how an interpreter, the dynamic linker or
+# a shell starts: an environment that could set these could make a hook run other code than its
+# script (NODE_OPTIONS=--require, LD_PRELOAD, BASH_ENV, PYTHONSTARTUP/PYTHONPATH) or change
+# how every script reads its input (PATH, LANG).
+RESERVED_ENV_VARS = frozenset(
+    {"PATH", "HOME", "IFS", "ENV", "BASH_ENV", "SHELLOPTS", "BASHOPTS", "PS4", "GLOBIGNORE", "CDPATH", "LANG"}
+)
+RESERVED_ENV_PREFIXES = ("LD_", "DYLD_", "PYTHON", "NODE_", "BASH_", "LC_", "TSX_")
+
+
+def _env_var_name(value: str) -> str:
+    if not ENV_VAR_RE.match(value):
+        raise ValueError(
+            f"must be 1-128 upper-case letters, digits and '_', not starting with a digit, got {value!r}"
+        )
+    if value in RESERVED_ENV_VARS or value.startswith(RESERVED_ENV_PREFIXES):
+        raise ValueError(
+            f"{value!r} is reserved: scripts get the proxy's own PATH, locale and interpreter "
+            f"settings (reserved: {', '.join(sorted(RESERVED_ENV_VARS))} and names starting with "
+            f"{', '.join(RESERVED_ENV_PREFIXES)}); pick another name"
+        )
+    return value
+
+
+def _env_value(value: str) -> str:
+    if "\x00" in value:
+        raise ValueError("must not contain NUL bytes")
+    return value
+
+
+EnvVarName = Annotated[str, AfterValidator(_env_var_name)]
+
+
+class FromEnv(_Model):
+    """A variable whose value is the proxy's own environment variable `from_env`, read when the
+    file is loaded: the value lives only in the proxy's memory (never in the file, the API,
+    events or logs: `"***"` where shown)."""
+
+    from_env: Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")]
+
+
+EnvValue = Annotated[str, StringConstraints(max_length=MAX_ENV_VALUE), AfterValidator(_env_value)] | FromEnv
+Environment = dict[EnvVarName, EnvValue]
+
+
+# --- cached verdicts (addon.verdict_cache) ---
+
+CACHE_TTL_MAX_MS = 3_600_000
+VARY_ELEMENTS = ("method", "path", "query", "client", "user")
+DEFAULT_VARY = ("method", "path", "query")
+
+
+def _vary_element(value: str) -> str:
+    if value in VARY_ELEMENTS:
+        return value
+    kind, _, header = value.partition(":")
+    if kind == "header" and _HEADER_NAME_RE.match(header):
+        return f"header:{header.lower()}"
+    raise ValueError(
+        f"must be one of {', '.join(VARY_ELEMENTS)} or header:<name> (e.g. header:authorization), "
+        f"got {value!r}"
+    )
+
+
+class HookCache(_Model):
+    """Reuse the script's verdict for requests equal in everything `vary` names, for `ttl_ms`.
+    `vary` is the author's statement of what the verdict depends on: what it leaves out, the
+    cache treats as the same (see README, Cached verdicts)."""
+
+    ttl_ms: Annotated[int, Field(strict=True, ge=1, le=CACHE_TTL_MAX_MS)]
+    vary: Annotated[
+        list[Annotated[str, AfterValidator(_vary_element)]],
+        Field(max_length=32),
+        AfterValidator(_non_empty_unique),
+    ] = Field(default_factory=lambda: list(DEFAULT_VARY))
+
+
 class HookSpec(_Model):
     """What a client writes about a hook; everything else is set by the server."""
 
@@ -234,6 +316,9 @@ class HookSpec(_Model):
         if self.capture is True:
             return Capture()
         return self.capture or None
+    # The name of one of the file's `environments` (None: "default", which may be undefined).
+    environment: Name | None = None
+    cache: HookCache | None = None  # used by sync hooks (an async hook's verdict is never applied)
 
 
 class Hook(HookSpec):
@@ -266,6 +351,7 @@ class HooksFile(_Model):
     services: dict[Name, Service] = Field(default_factory=dict)
     groups: dict[Name, Group] = Field(default_factory=dict)
     hooks: dict[str, list[Hook]] = Field(default_factory=dict)
+    environments: dict[Name, Environment] = Field(default_factory=dict)
 
 
 # --- request bodies of the control API: HookSpec plus what each verb lets a client echo ---

@@ -172,7 +172,7 @@ class Runtimes:
         return [f"/proc/self/fd/{fd}"]
 
 
-Runtime = Literal["python", "node", "bash", "exec"]
+Runtime = Literal["python", "node", "bash", "exec", "remote"]  # remote: addon.remote_hooks
 
 
 def runtime_name(script: Path | str) -> Runtime:
@@ -209,6 +209,7 @@ class RunResult:
     # Exec sessions: handle(event)'s return value, already decoded; no exit code.
     answer: Any = None
     session: bool = False
+    remote: bool = False  # the body a hook service answered (addon.remote_hooks), in stdout
 
     @property
     def stderr_text(self) -> str:

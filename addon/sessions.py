@@ -65,9 +65,15 @@ class SessionKey:
     container: str
     exec_id: str
     runtime: str
+    # The hook's environment: its name, and a digest of its values (a changed value starts a
+    # new worker; the old one idles out). Two hooks with one execId but different environments
+    # run in different workers: a worker's environment is fixed when it starts.
+    environment: str = ""
+    env_digest: str = field(default="", compare=True, repr=False)
 
     def __str__(self) -> str:
-        return f"exec session {self.exec_id!r} ({self.runtime})"
+        shown = f", environment {self.environment!r}" if self.environment else ""
+        return f"exec session {self.exec_id!r} ({self.runtime}{shown})"
 
 
 def session_runtime(script: Path | str) -> str | None:
@@ -407,6 +413,7 @@ class Worker:
             "container": self.key.container,
             "exec_id": self.key.exec_id,
             "runtime": self.key.runtime,
+            "environment": self.key.environment or None,
             "pid": self.pid,
             "state": self.state,
             "runs": self.runs,
@@ -522,20 +529,35 @@ class SessionPool:
         self.load_problems: dict[tuple[str, str], str] = {}  # (container, script) -> why it won't load
 
     async def run(
-        self, key: SessionKey, script: Path, stamp: str, event: Mapping[str, Any], timeout_s: float, cwd: Path
+        self,
+        key: SessionKey,
+        script: Path,
+        stamp: str,
+        event: Mapping[str, Any],
+        timeout_s: float,
+        cwd: Path,
+        env: Mapping[str, str] | None = None,
     ) -> RunResult:
-        """One run of `script`'s handle(event) in the session's worker."""
+        """One run of `script`'s handle(event) in the session's worker; `env`: the variables of
+        the hook's environment (the key names it), on top of the pool's minimal environment."""
         payload = {"script": str(script), "stamp": stamp, "event": event}
-        return await self._call(key, str(script), payload, timeout_s, cwd)
+        return await self._call(key, str(script), payload, timeout_s, cwd, env)
 
     async def spawn(
-        self, script: str, event: Mapping[str, Any], timeout_s: float, scripts_root: Path
+        self,
+        script: str,
+        event: Mapping[str, Any],
+        timeout_s: float,
+        scripts_root: Path,
+        env: Mapping[str, str] | None = None,
     ) -> RunResult:
         """A per-run script (the hook's `script.path`), opened beneath `scripts_root` and started
         by the spawner worker (see `addon/hosts/spawner.py`): the open, fork, exec and pipes cost
         the spawner's CPU, not the proxy's. The spawner enforces the timeout; the proxy's own
         deadline is a safety net behind it."""
         payload = {"script": script, "root": str(scripts_root), "event": event, "timeout": timeout_s}
+        if env:
+            payload["env"] = dict(env)
         return await self._call(SPAWNER, script, payload, timeout_s + SPAWN_GRACE_S, scripts_root)
 
     def set_user(self, user: tuple[int, int] | None) -> None:
@@ -548,14 +570,15 @@ class SessionPool:
             worker.stop("stopped: the script user changed")
 
     async def _call(
-        self, key: SessionKey, label: str, payload: Mapping[str, Any], timeout_s: float, cwd: Path
+        self, key: SessionKey, label: str, payload: Mapping[str, Any], timeout_s: float, cwd: Path,
+        env: Mapping[str, str] | None = None,
     ) -> RunResult:
         loop = asyncio.get_running_loop()
         started = loop.time()
         deadline = started + timeout_s
         worker = self._workers.get(key)
         if worker is not None and worker.state == "starting":
-            worker = await self._worker(key, cwd)  # another run is starting it: wait for that
+            worker = await self._worker(key, cwd, env)  # another run is starting it: wait for that
         elif worker is None or not worker.alive:
             health = self._health.setdefault(key, _Health())
             wait = health.not_before - loop.time()
@@ -568,12 +591,12 @@ class SessionPool:
                     )
                 await asyncio.sleep(wait)
             try:
-                worker = await self._worker(key, cwd)
+                worker = await self._worker(key, cwd, env)
             except OSError as exc:
                 return _failed(started, f"cannot start {key}: {exc.strerror or exc}")
         return await worker.call(label, payload, deadline)
 
-    async def _worker(self, key: SessionKey, cwd: Path) -> Worker:
+    async def _worker(self, key: SessionKey, cwd: Path, env: Mapping[str, str] | None = None) -> Worker:
         worker = self._workers.get(key)
         if worker is not None and worker.alive:
             starting = self._starting.get(key)
@@ -584,7 +607,7 @@ class SessionPool:
             key,
             host_command(self.runtimes, key.runtime, self.user),
             cwd,
-            self.env,
+            {**self.env, **env} if env else self.env,
             self.idle_s,
             self._ended,
             self._answered,
@@ -634,7 +657,12 @@ class SessionPool:
             if worker is not None:
                 row = worker.status()
             else:
-                row = {"container": key.container, "exec_id": key.exec_id, "runtime": key.runtime}
+                row = {
+                    "container": key.container,
+                    "exec_id": key.exec_id,
+                    "runtime": key.runtime,
+                    "environment": key.environment or None,
+                }
                 row.update(pid=None, state="stopped", runs=0, in_flight=0, started_at=None)
             row.update(restarts=health.restarts, last_failure=health.last_failure)
             rows.append(row)

@@ -14,8 +14,9 @@ import os
 import re
 import types
 import typing
-from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from dataclasses import field as dataclass_field
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -23,7 +24,17 @@ import annotated_types
 from pydantic import BaseModel, TypeAdapter, ValidationError
 from pydantic_core import ErrorDetails
 
-from addon.model import RESERVED_SERVICES, HookId, HooksFile, HookSpec, ScriptPath, reserved_service
+from addon.environments import missing_reason
+from addon.model import (
+    DEFAULT_ENVIRONMENT,
+    RESERVED_SERVICES,
+    FromEnv,
+    HookId,
+    HooksFile,
+    HookSpec,
+    ScriptPath,
+    reserved_service,
+)
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -313,6 +324,8 @@ class HookRefs:
     groups: tuple[str | None, ...] = ()  # applies_to.groups; None where an entry is not a string
     script: str | None = None  # script.path, when it passes the model's own rules
     exec_id: str | None = None
+    environment: str | None = None  # the environment it names (None: "default")
+    subdomain: str | None = None  # script.subdomain: a service with an upstream makes it remote
 
     @classmethod
     def read(cls, raw: object) -> HookRefs:
@@ -320,17 +333,28 @@ class HookRefs:
         groups = _object(hook.get("applies_to")).get("groups")
         script = _object(hook.get("script"))
         exec_id = script.get("execId")
+        environment = hook.get("environment")
+        subdomain = script.get("subdomain")
         return cls(
             _valid(_HOOK_ID, hook.get("id")),
             tuple(g if isinstance(g, str) else None for g in groups) if isinstance(groups, list) else (),
             _valid(_SCRIPT_PATH, script.get("path")),
             exec_id if isinstance(exec_id, str) and exec_id else None,
+            environment if isinstance(environment, str) else None,
+            subdomain if isinstance(subdomain, str) else None,
         )
 
     @classmethod
     def of(cls, hook: HookSpec) -> HookRefs:
         groups = tuple(hook.applies_to.groups) if hook.applies_to else ()
-        return cls(getattr(hook, "id", None), groups, hook.script.path, hook.script.execId)
+        return cls(
+            getattr(hook, "id", None),
+            groups,
+            hook.script.path,
+            hook.script.execId,
+            hook.environment,
+            hook.script.subdomain,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -342,6 +366,9 @@ class FileRefs:
     services: tuple[str, ...]
     groups: tuple[str, ...]
     hooks: tuple[tuple[str, tuple[HookRefs, ...]], ...]  # by service, in list order
+    # name → variable → the `from_env` it reads (None: a literal)
+    environments: dict[str, dict[str, str | None]] = dataclass_field(default_factory=dict)
+    upstreams: tuple[str, ...] = ()  # the services with an upstream: what a remote hook may name
 
     @classmethod
     def read(cls, document: dict[str, Any]) -> FileRefs:
@@ -357,6 +384,13 @@ class FileRefs:
                 (service, tuple(map(HookRefs.read, items)) if isinstance(items, list) else ())
                 for service, items in hooks.items()
             ),
+            {
+                name: {var: _from_env(value) for var, value in _object(variables).items()}
+                for name, variables in _object(document.get("environments")).items()
+            },
+            tuple(
+                name for name, s in _object(document.get("services")).items() if _object(s).get("upstream")
+            ),
         )
 
     @classmethod
@@ -367,7 +401,16 @@ class FileRefs:
             tuple(hooks_file.services),
             tuple(hooks_file.groups),
             tuple((service, tuple(map(HookRefs.of, hooks))) for service, hooks in hooks_file.hooks.items()),
+            {
+                name: {var: v.from_env if isinstance(v, FromEnv) else None for var, v in variables.items()}
+                for name, variables in hooks_file.environments.items()
+            },
+            tuple(name for name, s in hooks_file.services.items() if s.upstream is not None),
         )
+
+    def remote(self, hook: HookRefs) -> bool:
+        """Whether the hook is served by a hook service (addon.remote_hooks), not a local file."""
+        return hook.subdomain is not None and hook.subdomain in self.upstreams
 
     def hookable(self) -> Iterator[tuple[str, int, HookRefs]]:
         """(service, position, refs) of every hook outside the reject-listed services."""
@@ -377,14 +420,21 @@ class FileRefs:
                     yield service, position, hook
 
 
+def _from_env(value: object) -> str | None:
+    source = _object(value).get("from_env")
+    return source if isinstance(source, str) else None
+
+
 def hook_problems(
     hook: HookRefs,
     container: str | None,
     groups: Collection[str],
     scripts_root: Path | None,
     inside: dict[str, bool] | None = None,
+    environments: Collection[str] | None = None,
 ) -> list[Problem]:
-    """What a hook refers to that the container must have: its groups and its script's folder.
+    """What a hook refers to that the container must have: its groups, its environment (when
+    `environments` is given) and its script's folder.
 
     `inside` memoises the symlink check per script path within one whole-file check (hooks
     often share scripts, and resolving a path costs a stat per component).
@@ -401,6 +451,10 @@ def hook_problems(
                     "add it under 'groups' first",
                 )
             )
+    if environments is not None:
+        undefined = environment_undefined(hook.environment, environments)
+        if undefined is not None:
+            problems.append(undefined)
     if scripts_root is not None and hook.script is not None:
         if inside is None:
             inside = {}
@@ -412,6 +466,47 @@ def hook_problems(
                 Problem("script.path", f"resolves outside the scripts folder (a symlink?): {path!r}")
             )
     return problems
+
+
+def environment_undefined(name: str | None, defined: Collection[str]) -> Problem | None:
+    """A hook naming an environment the file does not define ("default" may be left out)."""
+    if name is None or name == DEFAULT_ENVIRONMENT or name in defined:
+        return None
+    known = ", ".join(sorted(defined)) or "none"
+    return Problem(
+        "environment",
+        f"environment {name!r} is not defined (defined: {known}); add it under 'environments' "
+        "or leave 'environment' out for 'default'",
+    )
+
+
+def environment_problems(
+    environments: dict[str, dict[str, str | None]], environ: typing.Mapping[str, str] | None = None
+) -> list[Problem]:
+    """Each `from_env` must name a variable set in the proxy's environment: checked where the
+    file is loaded or written (the proxy, its control API, `proxy-hooks check`, each in its own
+    environment)."""
+    environ = os.environ if environ is None else environ
+    return [
+        Problem(f"environments.{name}.{var}.from_env", missing_reason(var, source))
+        for name, variables in environments.items()
+        for var, source in variables.items()
+        if source is not None and source not in environ
+    ]
+
+
+def service_upstreams(hooks_file: HooksFile) -> dict[str, str]:
+    """The services a remote hook can name: those with an upstream."""
+    return {name: s.upstream for name, s in hooks_file.services.items() if s.upstream is not None}
+
+
+def remote_url(upstreams: Mapping[str, str], subdomain: str | None, path: str) -> str | None:
+    """The URL a hook calls, or None when it is a local script (`upstreams`: the container's
+    services that have an upstream, by name)."""
+    if subdomain is None:
+        return None
+    base = upstreams.get(subdomain)
+    return None if base is None else base + "/" + path.lstrip("/")
 
 
 def resolve_script(scripts_root: Path, script_path: str) -> Path:
@@ -456,10 +551,10 @@ def file_problems(refs: FileRefs, scripts_root: Path | None) -> list[Problem]:
     ids: list[tuple[str, str | None]] = []
     for service, position, hook in refs.hookable():
         where = f"hooks.{service}[{position}]"
-        found = hook_problems(hook, refs.container, refs.groups, scripts_root, inside)
+        found = hook_problems(hook, refs.container, refs.groups, scripts_root, inside, refs.environments)
         problems.extend(p.under(where) for p in found)
         ids.append((where, hook.id))
-    return problems + duplicate_ids(ids)
+    return problems + environment_problems(refs.environments) + duplicate_ids(ids)
 
 
 def duplicate_ids(hooks: Iterable[tuple[str, str | None]]) -> list[Problem]:

@@ -126,6 +126,35 @@ def measured(pid: int, port: int, seconds: float) -> dict[int, dict[str, float]]
     return results
 
 
+class EmptyAnswers:
+    """A hook service for the remote-hook row: every POST gets an empty 200 (carry on)."""
+
+    def __init__(self) -> None:
+        import threading
+
+        from aiohttp import web
+
+        async def answer(request: web.Request) -> web.Response:
+            await request.read()
+            return web.Response(status=200)
+
+        async def start() -> int:
+            app = web.Application()
+            app.router.add_post("/{tail:.*}", answer)
+            self.runner = web.AppRunner(app, access_log=None)
+            await self.runner.setup()
+            await web.TCPSite(self.runner, "127.0.0.1", 0).start()
+            return int(self.runner.addresses[0][1])
+
+        self.loop = asyncio.new_event_loop()
+        threading.Thread(target=self.loop.run_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{asyncio.run_coroutine_threadsafe(start(), self.loop).result(10)}"
+
+    def stop(self) -> None:
+        asyncio.run_coroutine_threadsafe(self.runner.cleanup(), self.loop).result(10)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+
+
 def container(
     upstream: Upstream, hooks: dict[str, list[dict[str, Any]]], services: int = 1
 ) -> dict[str, Any]:
@@ -156,6 +185,10 @@ PER_RUN = {".py": [sys.executable], ".js": [shutil.which("node") or "node"], ".s
 
 def proxy_rows(seconds: float) -> list[tuple[str, dict[int, dict[str, float]]]]:
     upstream = Upstream()
+    hook_service = EmptyAnswers()
+    remote = container(upstream, {"s0": [{"match": {"method": "*", "path": "/**"},
+                                          "script": {"subdomain": "hooks", "path": "/h"}}]})  # fmt: skip
+    remote["services"]["hooks"] = {"hosts": ["hooks.bench.internal"], "upstream": hook_service.url}
     rows: list[tuple[str, dict[int, dict[str, float]]]] = []
     many = {f"s{i}": [{"match": {"method": "*", "path": f"/never/{i}/{j}/**"}, "script": {"path": "/x.py"}}
                       for j in range(100)] for i in range(10)}  # fmt: skip
@@ -169,6 +202,12 @@ def proxy_rows(seconds: float) -> list[tuple[str, dict[int, dict[str, float]]]]:
         ),
         ("matched hook, per-run node", container(upstream, {"s0": [_hook("/c.js")]}), {"c.js": JS_CONTINUE}),
         ("matched hook, per-run bash", container(upstream, {"s0": [_hook("/c.sh")]}), {"c.sh": SH_CONTINUE}),
+        (  # every request the same: after the first, each gets the cached verdict
+            "matched hook, cached verdict (python)",
+            container(upstream, {"s0": [{**_hook("/c.py"), "cache": {"ttl_ms": 3_600_000}}]}),
+            {"c.py": PY_CONTINUE},
+        ),
+        ("matched hook, remote (aiohttp hook service)", remote, {}),
         (
             "matched hook, exec-session python",
             container(upstream, {"s0": [_hook("/h.py", "bench")]}),
@@ -218,6 +257,7 @@ def proxy_rows(seconds: float) -> list[tuple[str, dict[int, dict[str, float]]]]:
             shutil.rmtree(home, ignore_errors=True)
     finally:
         upstream.stop()
+        hook_service.stop()
     return rows
 
 

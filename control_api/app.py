@@ -15,6 +15,7 @@ from addon.containers import Containers
 from addon.engine import Execution
 from addon.event_recorder import EventRecorder
 from addon.paths import EncodedSlashes
+from addon.remote_hooks import RemoteHooks
 from addon.scripts import Runtimes, minimal_env
 from addon.sessions import SessionPool
 from control_api import (
@@ -209,8 +210,10 @@ def make_app(
     runtimes, env = Runtimes.detect(), minimal_env()
     user = live_sessions.user if live_sessions is not None else None  # hooks_script_user
     dry_run_sessions = SessionPool(runtimes, env, idle_s=DRY_RUN_IDLE_S, user=user)
-    app[EXECUTION] = Execution(runtimes, env, dry_run_sessions)
+    remote = RemoteHooks()
+    app[EXECUTION] = Execution(runtimes, env, dry_run_sessions, remote)
     app.on_cleanup.append(lambda _: _close(dry_run_sessions))
+    app.on_cleanup.append(lambda _: remote.close())
     if live_sessions is not None:
         app[LIVE_SESSIONS] = live_sessions
     if events is not None:

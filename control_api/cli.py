@@ -13,7 +13,6 @@ import logging
 import os
 import platform
 import shutil
-import signal
 import sqlite3
 import sys
 import textwrap
@@ -32,6 +31,7 @@ from addon.explain import MatchQuery, explain
 from addon.matching import CompiledContainer
 from addon.paths import ENCODED_SLASH_MODES
 from addon.validation import problems_from
+from control_api import hook_server
 from control_api.app import ApiSettings
 from control_api.hosts import parse_hosts
 from control_api.server import (
@@ -42,6 +42,7 @@ from control_api.server import (
     describe_addresses,
     parse_listen,
     resolve_token,
+    run_until_signalled,
     start_api,
 )
 
@@ -112,6 +113,7 @@ def _parser() -> argparse.ArgumentParser:
     _add_api(commands)
     _add_explain(commands)
     _add_check(commands)
+    hook_server.add_command(commands, API_HOST_HELP, TOKEN_ENV)
     commands.add_parser(
         "addon-path",
         help="print the file to load with mitmdump -s",
@@ -268,14 +270,7 @@ async def _serve(
     names = ", ".join(f"{name} v{store.last_good.version}" for name, store in containers if store.last_good)
     for url in describe_addresses(runner):
         print(f"proxy-hooks api listening on {url} (containers: {names})", flush=True)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    try:
-        await stop.wait()
-    finally:
-        await runner.cleanup()
+    await run_until_signalled(runner)
 
 
 def _run_api(args: argparse.Namespace) -> int:
@@ -394,6 +389,8 @@ def main(argv: list[str] | None = None) -> int:
         return _run_api(args)
     if args.command == "explain":
         return _run_explain(args)
+    if args.command == "hook-server":
+        return hook_server.run_command(args)
     if args.command == "addon-path":
         from addon.launcher import ADDON_ENTRY
 

@@ -21,6 +21,7 @@ from addon.catalog import script_problems
 from addon.model import Hook, HookCreate, HookList, HookMove, HookReplace
 from addon.store import Change, FileUnusable, HooksStore, ReadOnlyFile, Snapshot, VersionMismatch, utc_now
 from addon.validation import (
+    FileRefs,
     HookRefs,
     InvalidInput,
     Problem,
@@ -117,11 +118,14 @@ def _ref_problems(snapshot: Snapshot, hooks: list[tuple[str, HookRefs]]) -> list
     hooks_file, root = snapshot.hooks_file, snapshot.scripts_root
     inside: dict[str, bool] = {}
     known: dict[tuple[str, bool], list[Problem]] = {}
+    refs = FileRefs.of(hooks_file)
     return [
         problem.under(where) if where else problem
         for where, hook in hooks
-        for problem in hook_problems(hook, hooks_file.container, hooks_file.groups, root, inside)
-        + script_problems(hook, root, known)
+        for problem in hook_problems(
+            hook, hooks_file.container, hooks_file.groups, root, inside, hooks_file.environments
+        )
+        + ([] if refs.remote(hook) else script_problems(hook, root, known))  # remote: no local file
     ]
 
 

@@ -83,6 +83,8 @@ class ServiceBreakdown(Breakdown):
 class HookBreakdown(Breakdown):
     hookId: str | None
     service: str | None
+    cached: int = Field(description="runs whose verdict came from the hook's cache (no script ran)")
+    cacheHitRate: float = Field(description="cached runs per 100 runs of the hook, 0-100")
 
 
 class Day(BaseModel):
@@ -139,6 +141,12 @@ class SessionInfo(BaseModel):
     note: str | None
 
 
+class EnvironmentInfo(BaseModel):
+    name: str
+    variables: dict[str, str] = Field(description="values; \"***\" for those read with from_env")
+    problem: str | None = Field(description="why its runs fail: an undefined environment, an unset from_env")
+
+
 class CatalogEntry(BaseModel):
     id: str | None
     position: int
@@ -153,6 +161,8 @@ class CatalogEntry(BaseModel):
     runtime: str = Field(description="python, node, bash or exec")
     exists: bool
     session: SessionInfo | None = Field(description="set when the hook has script.execId")
+    remote_url: str | None = Field(description="a remote hook (script.subdomain): the URL it calls")
+    environment: EnvironmentInfo = Field(description="the variables its script gets (environments)")
     problem: str | None
 
 
@@ -186,6 +196,7 @@ class SessionWorker(BaseModel):
     container: str
     exec_id: str
     runtime: str
+    environment: str | None = Field(description="the hooks' environment it was started with; None: default")
     pid: int | None
     state: str = Field(description="starting, ready, stopping, stopped")
     runs: int
@@ -265,6 +276,7 @@ class DryRunResult(BaseModel):
     execution_time_ms: float | None
     script: str
     runtime: str
+    remote_url: str | None = Field(description="a remote hook: the URL the event was POSTed to")
     failure_mode: str
     would_contact_upstream: bool
     path: PathForms

@@ -10,6 +10,7 @@ import asyncio
 import dataclasses
 import ipaddress
 import os
+import signal
 import socket
 
 from aiohttp import web
@@ -69,6 +70,11 @@ async def start_api(
     """Start the API on the running loop; `runner.addresses` has the real port."""
     check_listen(host, settings.token)
     app = make_app(containers, dataclasses.replace(settings, listen_host=host), events)
+    return await start_runner(app, host, port)
+
+
+async def start_runner(app: web.Application, host: str, port: int) -> web.AppRunner:
+    """Serve `app` on host:port from the running loop (cleaned up again if it cannot listen)."""
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=1)
     await runner.setup()
     try:
@@ -77,6 +83,18 @@ async def start_api(
         await runner.cleanup()
         raise
     return runner
+
+
+async def run_until_signalled(runner: web.AppRunner) -> None:
+    """Serve until SIGINT or SIGTERM, then clean the runner up (the command-line servers)."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        await runner.cleanup()
 
 
 def describe_addresses(runner: web.AppRunner) -> list[str]:

@@ -88,7 +88,7 @@ def test_each_outcome_is_one_event_with_its_fields(
         "exit_code": {"continued": 0, "modified": 0, "responded": 0, "blocked": 0, "failed": 3,
                       "timeout": None, "observed": 0}[outcome],
         "duration_ms": None, "script": "/act.py", "runtime": "python", "error": None, "stderr": None,
-        "file_version": None, "changes": None, "message": None, "data": None,
+        "file_version": None, "changes": None, "message": None, "data": None, "cached": False,
     }  # fmt: skip
     assert (event["changes"] is not None) == (outcome in ("modified", "responded"))
     if outcome == "blocked":

@@ -7,7 +7,7 @@ it instead, with the very same `run_script`, and answers with the result:
     argv: NODE BASH USER ANSWERS_FD   (the proxy's interpreters, "" when not installed; the
                                        script user as UID:GID, "" for this worker's own)
     in:  {"op": "run", "id": N, "script": "/x.py", "root": SCRIPTS_FOLDER, "event": {...},
-          "timeout": S}
+          "timeout": S, "env": {...}}   (env, optional: the hook's environment's variables)
     out: {"id": N, "exit_code": …, "stdout": base64, "stderr": base64, "duration_ms": …,
           "timed_out": …, "error": …}
 
@@ -15,7 +15,8 @@ The script is opened here, beneath the scripts folder (`open_script`), and its r
 that open file, never the path again. Each run is handed to a supervisor of its own (a fork of
 this process kept for reuse, a child subreaper) that kills whatever the script left behind when
 it exits; this worker is a subreaper too, and sweeps what a killed supervisor let through.
-Scripts get this worker's environment, which the proxy made minimal; with a script user, the
+Scripts get this worker's environment, which the proxy made minimal, plus the variables of the
+hook's environment the frame carries (`env`); with a script user, the
 scripts and their supervisors run as it, while this worker keeps the proxy's user (out of the
 scripts' reach: it is what catches a killed supervisor's orphans).
 """
@@ -54,7 +55,7 @@ async def run(frame: dict[str, Any]) -> dict[str, Any]:
             json.dumps(frame["event"]).encode(),
             frame["timeout"],
             Path(frame["root"]),
-            os.environ,
+            {**os.environ, **frame.get("env", {})},
             opened,
             label=opened.real,
             user=USER,
