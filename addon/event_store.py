@@ -104,7 +104,7 @@ class SQLiteEventStore:
         db = sqlite3.connect(self.path, timeout=10, isolation_level=None)
         try:
             db.execute("PRAGMA busy_timeout = 10000")
-            db.execute("PRAGMA journal_mode = WAL")
+            _use_wal(db)
             db.executescript(SCHEMA)
             migrate(db)
             db.execute("SELECT count(*) FROM events").fetchone()  # a corrupt file fails here
@@ -368,6 +368,21 @@ class SQLiteEventStore:
 def _changed(event: Event) -> int | None:
     """The `changed` column: known for runs only."""
     return int(event.changes is not None) if event.kind in RUN_KINDS else None
+
+
+def _use_wal(db: sqlite3.Connection, wait_s: float = 10.0) -> None:
+    """Switch a file to WAL. Switching needs the file to itself, and SQLite answers "database is
+    locked" at once, without its busy handler, when another connection (a proxy and an API
+    opening one old file together) holds it: retry until `wait_s` has passed."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            db.execute("PRAGMA journal_mode = WAL").fetchone()
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.02)
 
 
 def migrate(db: sqlite3.Connection) -> None:
