@@ -7,6 +7,7 @@ them inside its write transaction, so they see the file exactly as it is on disk
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 
 from addon.model import (
     RESERVED_SERVICES,
@@ -19,7 +20,14 @@ from addon.model import (
     spec_fields,
 )
 from addon.store import new_hook_id
-from addon.validation import InvalidInput, Problem, duplicate_ids
+from addon.validation import (
+    NAMES_UNIQUE,
+    HookRefs,
+    InvalidInput,
+    Problem,
+    duplicate_ids,
+    duplicate_names,
+)
 
 
 class NotFound(LookupError):
@@ -50,11 +58,50 @@ def service_hooks(hooks_file: HooksFile, service: str) -> list[Hook]:
     return hooks_file.hooks.get(service, [])
 
 
-def find_hook(hooks_file: HooksFile, service: str, hook_id: str) -> tuple[int, Hook]:
-    for position, hook in enumerate(service_hooks(hooks_file, service)):
-        if hook.id == hook_id:
-            return position, hook
-    raise NotFound("hookId", f"hook {hook_id!r} in service {service!r}")
+def find_hook(hooks_file: HooksFile, service: str, ref: str) -> tuple[int, Hook]:
+    """A hook by its id or, failing that, its name. A name can never look like an id
+    (`addon.model.HookName`), so the two cannot pick different hooks."""
+    hooks = service_hooks(hooks_file, service)
+    for key in ("id", "name"):
+        for position, hook in enumerate(hooks):
+            if getattr(hook, key) == ref:
+                return position, hook
+    raise NotFound("hookId", f"hook {ref!r} in service {service!r}")
+
+
+def hook_id_of(hooks_file: HooksFile, service: str, ref: str) -> str:
+    """The id `ref` stands for: the id of the service's hook named so, else `ref` itself (the
+    history of a deleted hook is still asked for by its id)."""
+    for hook in hooks_file.hooks.get(service, []):
+        if hook.name == ref and hook.id:
+            return hook.id
+    return ref
+
+
+def name_problems(
+    hooks_file: HooksFile, written: list[tuple[str, HookRefs]], replaced: Callable[[str, Hook], bool]
+) -> list[Problem]:
+    """A write's names against each other and against the hooks that stay (all but those
+    `replaced` says the write takes out), naming both places: checked on the body as sent, so
+    a clash is reported with every other problem. `written` are (where in the body, refs)."""
+    taken = {
+        hook.name: (f"hooks.{service}[{position}]", hook.id)
+        for service, hooks in hooks_file.hooks.items()
+        for position, hook in enumerate(hooks)
+        if hook.name and not replaced(service, hook)
+    }
+    problems = []
+    for where, refs in written:
+        other = taken.get(refs.name) if refs.name else None
+        if other is not None and other[1] != refs.id:
+            problems.append(
+                Problem(
+                    f"{where}.name" if where else "name",
+                    f"{refs.name!r} is already the name of the hook at {other[0]} (id {other[1]}); "
+                    f"{NAMES_UNIQUE}",
+                )
+            )
+    return problems + duplicate_names((where, refs.name) for where, refs in written)
 
 
 def _with_hooks(hooks_file: HooksFile, service: str, hooks: list[Hook]) -> HooksFile:

@@ -75,6 +75,8 @@ class HookRun:
     error: str | None = None
     stderr: str | None = None  # what the script wrote there, trimmed: traces, diagnostics
     changes: RunChanges | None = None  # what the applied answer did (addon.changes)
+    hook_name: str | None = None
+    hook_version: int = 1  # the version of the hook that ran (addon.versions)
     ts: str = field(
         default_factory=lambda: (
             dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
@@ -101,6 +103,8 @@ class HookRun:
             path=facts.path,
             client=facts.client_address,
             groups=sorted(client.groups),
+            hook_name=hook.hook.name,
+            hook_version=hook.hook.hook_version,
         )
 
     @property

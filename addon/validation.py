@@ -23,7 +23,15 @@ import annotated_types
 from pydantic import BaseModel, TypeAdapter, ValidationError
 from pydantic_core import ErrorDetails
 
-from addon.model import RESERVED_SERVICES, HookId, HooksFile, HookSpec, ScriptPath, reserved_service
+from addon.model import (
+    RESERVED_SERVICES,
+    HookId,
+    HookName,
+    HooksFile,
+    HookSpec,
+    ScriptPath,
+    reserved_service,
+)
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -291,6 +299,7 @@ def problem_lines(path: Path, problems: Iterable[Problem]) -> list[str]:
 
 _SCRIPT_PATH: TypeAdapter[str] = TypeAdapter(ScriptPath)
 _HOOK_ID: TypeAdapter[str] = TypeAdapter(HookId)
+_HOOK_NAME: TypeAdapter[str] = TypeAdapter(HookName)
 
 
 def _valid(adapter: TypeAdapter[str], value: object) -> str | None:
@@ -306,13 +315,14 @@ def _object(value: object) -> dict[str, Any]:
 
 @dataclass(frozen=True, slots=True)
 class HookRefs:
-    """What one hook refers to elsewhere: its id (unique), its groups (defined), its script
-    (inside the scripts folder; deployed). None or left out where the value is unusable."""
+    """What one hook refers to elsewhere: its id and name (unique), its groups (defined), its
+    script (inside the scripts folder; deployed). None or left out where the value is unusable."""
 
     id: str | None = None
     groups: tuple[str | None, ...] = ()  # applies_to.groups; None where an entry is not a string
     script: str | None = None  # script.path, when it passes the model's own rules
     exec_id: str | None = None
+    name: str | None = None
 
     @classmethod
     def read(cls, raw: object) -> HookRefs:
@@ -325,12 +335,13 @@ class HookRefs:
             tuple(g if isinstance(g, str) else None for g in groups) if isinstance(groups, list) else (),
             _valid(_SCRIPT_PATH, script.get("path")),
             exec_id if isinstance(exec_id, str) and exec_id else None,
+            _valid(_HOOK_NAME, hook.get("name")),
         )
 
     @classmethod
     def of(cls, hook: HookSpec) -> HookRefs:
         groups = tuple(hook.applies_to.groups) if hook.applies_to else ()
-        return cls(getattr(hook, "id", None), groups, hook.script.path, hook.script.execId)
+        return cls(getattr(hook, "id", None), groups, hook.script.path, hook.script.execId, hook.name)
 
 
 @dataclass(frozen=True, slots=True)
@@ -454,25 +465,40 @@ def file_problems(refs: FileRefs, scripts_root: Path | None) -> list[Problem]:
             )
     inside: dict[str, bool] = {}
     ids: list[tuple[str, str | None]] = []
+    names: list[tuple[str, str | None]] = []
     for service, position, hook in refs.hookable():
         where = f"hooks.{service}[{position}]"
         found = hook_problems(hook, refs.container, refs.groups, scripts_root, inside)
         problems.extend(p.under(where) for p in found)
         ids.append((where, hook.id))
-    return problems + duplicate_ids(ids)
+        names.append((where, hook.name))
+    return problems + duplicate_ids(ids) + duplicate_names(names)
+
+
+def _duplicates(field: str, hooks: Iterable[tuple[str, str | None]], why: str) -> list[Problem]:
+    problems: list[Problem] = []
+    seen: dict[str, str] = {}
+    for where, value in hooks:
+        if value is not None:
+            if value in seen:
+                problems.append(Problem(f"{where}.{field}", f"duplicate of {seen[value]}.{field}{why}"))
+            seen.setdefault(value, where)
+    return problems
 
 
 def duplicate_ids(hooks: Iterable[tuple[str, str | None]]) -> list[Problem]:
     """Each hook id at most once: `hooks` are (where, id) in order; the second of a pair is
     the problem."""
-    problems: list[Problem] = []
-    seen: dict[str, str] = {}
-    for where, hook_id in hooks:
-        if hook_id is not None:
-            if hook_id in seen:
-                problems.append(Problem(f"{where}.id", f"duplicate of {seen[hook_id]}.id"))
-            seen.setdefault(hook_id, where)
-    return problems
+    return _duplicates("id", hooks, "")
+
+
+def duplicate_names(hooks: Iterable[tuple[str, str | None]]) -> list[Problem]:
+    """Each hook name at most once in a container, across its services: the API takes a name
+    wherever it takes an id, so a name must pick one hook. (where, name) in order."""
+    return _duplicates("name", hooks, f" ({NAMES_UNIQUE})")
+
+
+NAMES_UNIQUE = "hook names are unique within a container; rename one"
 
 
 def scripts_root_of(hooks_path: Path, scripts_dir: str) -> Path:

@@ -32,6 +32,9 @@ class HookView(HookSpec):
 
     id: str
     position: int
+    version: int = Field(
+        description="1 when written, +1 whenever the hook's content changes (moves do not count)"
+    )
     created_at: Timestamp | None = None
     updated_at: Timestamp | None = None
 
@@ -126,6 +129,8 @@ class SessionInfo(BaseModel):
 
 class CatalogEntry(BaseModel):
     id: str | None
+    name: str | None
+    version: int
     position: int
     enabled: bool
     mode: str
@@ -207,6 +212,8 @@ class Health(BaseModel):
 
 class ExplainedHook(BaseModel):
     id: str
+    name: str | None
+    version: int
     position: int
     matched: bool
     reached: bool = Field(description="false: an earlier hook won")
