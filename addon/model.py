@@ -307,6 +307,28 @@ class HookList(_Model):
     hooks: list[HookReplace]
 
 
+class ContainerApply(_Model):
+    """PUT body for the whole container: each listed service's list, in evaluation order, in one
+    write. Services left out keep their hooks, unless `prune` (then they end with none)."""
+
+    hooks: dict[str, list[HookReplace]]
+    prune: Annotated[bool, Field(strict=True)] = False
+
+
+class UpsertItem(_Model):
+    """One item of a bulk upsert: matched to a hook of `service` by `hook.id`, else by
+    `hook.name`; no match adds it at the end of the service's list."""
+
+    service: str
+    hook: HookReplace
+
+
+class BulkUpsert(_Model):
+    """PATCH body for the whole container (seed 002's bulk upsert): all items or none."""
+
+    items: Annotated[list[UpsertItem], Field(min_length=1)]
+
+
 def spec_fields(hook: HookSpec) -> dict[str, Any]:
     """The client-writable fields of any hook-like model, as set by its author."""
     return hook.model_dump(include=set(HookSpec.model_fields), exclude_unset=True)

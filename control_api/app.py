@@ -17,7 +17,15 @@ from addon.event_recorder import EventRecorder
 from addon.paths import EncodedSlashes
 from addon.scripts import Runtimes, minimal_env
 from addon.sessions import SessionPool
-from control_api import debug_routes, events_routes, hooks_routes, openapi, protocol_routes, schemas
+from control_api import (
+    apply_routes,
+    debug_routes,
+    events_routes,
+    hooks_routes,
+    openapi,
+    protocol_routes,
+    schemas,
+)
 from control_api.access import access_middleware
 from control_api.envelope import ApiError, error_body, not_found, ok
 from control_api.hosts import HostPolicy
@@ -151,6 +159,7 @@ HEALTH = Route("GET", "/healthz", healthz, Operation(
 # Every route, in the document's order; each module keeps the operations of its own handlers.
 API_ROUTES = (
     *hooks_routes.ROUTES,
+    *apply_routes.ROUTES,
     *events_routes.ROUTES,
     *debug_routes.ROUTES,
     *protocol_routes.ROUTES,

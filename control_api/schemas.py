@@ -25,6 +25,9 @@ class ErrorBody(BaseModel):
         None, description="NOT_FOUND, VALIDATION_ERROR, PRECONDITION_REQUIRED, PRECONDITION_FAILED, …"
     )
     details: list[Detail] | None = Field(None, description="for 422: every problem found")
+    data: UpsertOutcome | None = Field(
+        None, description="bulk upsert refused: what became of each item (nothing was written)"
+    )
 
 
 class HookView(HookSpec):
@@ -55,6 +58,36 @@ class ServiceHooks(Versioned):
 
 class OneHook(Versioned):
     hook: HookView
+
+
+class ServiceChanges(BaseModel):
+    added: list[str] = Field(description="ids of hooks new to the service")
+    updated: list[str] = Field(description="ids kept whose content changed (their version went up)")
+    removed: list[str] = Field(description="ids no longer in the service")
+    unchanged: list[str] = Field(description="ids kept with the same content, moved or not")
+
+
+class Applied(Versioned):
+    services: dict[str, ServiceChanges] = Field(description="each service the write touched")
+    hooks: dict[str, list[HookView]] = Field(description="those services' hooks as written")
+
+
+class UpsertResult(BaseModel):
+    index: int
+    service: str | None
+    action: str = Field(description="created, updated, unchanged; refused batch: failed or skipped")
+    hook_id: str | None
+    error: str | None
+
+
+class UpsertOutcome(BaseModel):
+    success: int
+    failed: int
+    results: list[UpsertResult]
+
+
+class Upserted(Versioned, UpsertOutcome):
+    pass
 
 
 class Cleared(Versioned):
