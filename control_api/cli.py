@@ -32,6 +32,7 @@ from addon.explain import MatchQuery, explain
 from addon.matching import CompiledContainer
 from addon.paths import ENCODED_SLASH_MODES
 from addon.validation import problems_from
+from control_api import apply_cli
 from control_api.app import ApiSettings
 from control_api.hosts import parse_hosts
 from control_api.server import (
@@ -112,6 +113,7 @@ def _parser() -> argparse.ArgumentParser:
     _add_api(commands)
     _add_explain(commands)
     _add_check(commands)
+    apply_cli.add_commands(commands, TOKEN_ENV)
     commands.add_parser(
         "addon-path",
         help="print the file to load with mitmdump -s",
@@ -394,6 +396,10 @@ def main(argv: list[str] | None = None) -> int:
         return _run_api(args)
     if args.command == "explain":
         return _run_explain(args)
+    if args.command == "apply":
+        return apply_cli.run_apply(args, TOKEN_ENV)
+    if args.command == "export":
+        return apply_cli.run_export(args, TOKEN_ENV)
     if args.command == "addon-path":
         from addon.launcher import ADDON_ENTRY
 
