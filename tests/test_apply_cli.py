@@ -4,8 +4,11 @@ writes nothing; the apply is one version; export round-trips to an equivalent fi
 
 from __future__ import annotations
 
+import http.server
 import json
 import subprocess
+import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -114,3 +117,61 @@ def test_apply_reports_the_servers_refusal(
     result = cli("apply", str(path), "--api", api.url)
     assert result.returncode == 1
     assert "hooks.auth[0].script.path" in result.stderr
+
+
+class _Interloper(http.server.BaseHTTPRequestHandler):
+    """Forwards to the real API, but lets another writer in just before the CLI's PUT."""
+
+    api_url = ""
+    interlude: Callable[[], None] = staticmethod(lambda: None)
+
+    def _forward(self) -> None:
+        length = int(self.headers.get("content-length") or 0)
+        body = self.rfile.read(length) if length else None
+        if self.command == "PUT":
+            type(self).interlude()
+        headers = {k: v for k, v in self.headers.items() if k.lower() in ("if-match", "content-type")}
+        with httpx.Client(base_url=self.api_url) as upstream:
+            answer = upstream.request(self.command, self.path, content=body, headers=headers)
+        self.send_response(answer.status_code)
+        for name in ("content-type", "etag"):
+            if name in answer.headers:
+                self.send_header(name, answer.headers[name])
+        self.send_header("content-length", str(len(answer.content)))
+        self.end_headers()
+        self.wfile.write(answer.content)
+
+    do_GET = do_PUT = _forward
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+def test_apply_writes_nothing_and_shows_what_moved_underneath(
+    api: ApiProcess, client: httpx.Client, container_file: Path, tmp_path: Path
+) -> None:
+    hooks = seed_two(client, container_file.parent)
+
+    def another_writer() -> None:
+        url = f"{BASE}/auth/second"
+        edited = client.patch(
+            url, json=hook("/two/**", "/a.py", name="second"), headers={"If-Match": "file:v2"}
+        )
+        assert edited.status_code == 200, edited.text
+
+    handler = type("Handler", (_Interloper,), {"api_url": api.url, "interlude": staticmethod(another_writer)})
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        result = cli(
+            "apply", str(desired(tmp_path, hooks)), "--api", f"http://127.0.0.1:{server.server_port}"
+        )
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert result.returncode == 1
+    assert "changed underneath (file:v2 → file:v3); nothing written" in result.stderr
+    assert f'  ~ edit \'second\' ({hooks[1]["id"]}, * /two): match.path: "/two" → "/two/**"' in result.stderr
+    on_disk = json.loads(container_file.read_text())
+    assert on_disk["file_version"] == 3  # the other writer's version, and only that
+    assert [h.get("name") for h in on_disk["hooks"]["auth"]] == [None, "second", "third"]
