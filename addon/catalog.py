@@ -87,6 +87,8 @@ def resolve_catalog(snapshot: Snapshot, load_problems: LoadProblems | None = Non
             entries.append(
                 {
                     "id": hook.id,
+                    "name": hook.name,
+                    "version": hook.hook_version,
                     "position": position,
                     "enabled": hook.enabled,
                     "mode": hook.mode,

@@ -7,9 +7,13 @@ them inside its write transaction, so they see the file exactly as it is on disk
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
+from dataclasses import dataclass
 
 from addon.model import (
     RESERVED_SERVICES,
+    BulkUpsert,
+    ContainerApply,
     Hook,
     HookCreate,
     HookList,
@@ -19,7 +23,15 @@ from addon.model import (
     spec_fields,
 )
 from addon.store import new_hook_id
-from addon.validation import InvalidInput, Problem, duplicate_ids
+from addon.validation import (
+    NAMES_UNIQUE,
+    HookRefs,
+    InvalidInput,
+    Problem,
+    duplicate_ids,
+    duplicate_names,
+)
+from addon.versions import content
 
 
 class NotFound(LookupError):
@@ -50,11 +62,50 @@ def service_hooks(hooks_file: HooksFile, service: str) -> list[Hook]:
     return hooks_file.hooks.get(service, [])
 
 
-def find_hook(hooks_file: HooksFile, service: str, hook_id: str) -> tuple[int, Hook]:
-    for position, hook in enumerate(service_hooks(hooks_file, service)):
-        if hook.id == hook_id:
-            return position, hook
-    raise NotFound("hookId", f"hook {hook_id!r} in service {service!r}")
+def find_hook(hooks_file: HooksFile, service: str, ref: str) -> tuple[int, Hook]:
+    """A hook by its id or, failing that, its name. A name can never look like an id
+    (`addon.model.HookName`), so the two cannot pick different hooks."""
+    hooks = service_hooks(hooks_file, service)
+    for key in ("id", "name"):
+        for position, hook in enumerate(hooks):
+            if getattr(hook, key) == ref:
+                return position, hook
+    raise NotFound("hookId", f"hook {ref!r} in service {service!r}")
+
+
+def hook_id_of(hooks_file: HooksFile, service: str, ref: str) -> str:
+    """The id `ref` stands for: the id of the service's hook named so, else `ref` itself (the
+    history of a deleted hook is still asked for by its id)."""
+    for hook in hooks_file.hooks.get(service, []):
+        if hook.name == ref and hook.id:
+            return hook.id
+    return ref
+
+
+def name_problems(
+    hooks_file: HooksFile, written: list[tuple[str, HookRefs]], replaced: Callable[[str, Hook], bool]
+) -> list[Problem]:
+    """A write's names against each other and against the hooks that stay (all but those
+    `replaced` says the write takes out), naming both places: checked on the body as sent, so
+    a clash is reported with every other problem. `written` are (where in the body, refs)."""
+    taken = {
+        hook.name: (f"hooks.{service}[{position}]", hook.id)
+        for service, hooks in hooks_file.hooks.items()
+        for position, hook in enumerate(hooks)
+        if hook.name and not replaced(service, hook)
+    }
+    problems = []
+    for where, refs in written:
+        other = taken.get(refs.name) if refs.name else None
+        if other is not None and other[1] != refs.id:
+            problems.append(
+                Problem(
+                    f"{where}.name" if where else "name",
+                    f"{refs.name!r} is already the name of the hook at {other[0]} (id {other[1]}); "
+                    f"{NAMES_UNIQUE}",
+                )
+            )
+    return problems + duplicate_names((where, refs.name) for where, refs in written)
 
 
 def _with_hooks(hooks_file: HooksFile, service: str, hooks: list[Hook]) -> HooksFile:
@@ -174,3 +225,100 @@ def replace_all(
         hooks.append(_stored(item, item.id or new_hook_id(), created, now))
     _raise(duplicate_ids((f"hooks[{index}]", hook.id) for index, hook in enumerate(hooks)))
     return _with_hooks(hooks_file, service, hooks), hooks
+
+
+# --- whole-container writes: apply (PUT) and bulk upsert (PATCH) ---
+
+
+def service_problem(hooks_file: HooksFile, service: str, where: str) -> Problem | None:
+    """Why a body may not write hooks of `service` (not defined, reject-listed), at `where`."""
+    try:
+        service_hooks(hooks_file, service)
+    except NotFound as exc:
+        return Problem(where, f"no {exc}" if service not in RESERVED_SERVICES else str(exc))
+    return None
+
+
+@dataclass(frozen=True)
+class ServiceDiff:
+    """What a write did to one service's hooks, by id: a hook kept with the same content is
+    `unchanged` wherever it moved."""
+
+    added: list[str]
+    updated: list[str]
+    removed: list[str]
+    unchanged: list[str]
+
+    @classmethod
+    def between(cls, before: list[Hook], after: list[Hook]) -> ServiceDiff:
+        old = {hook.id or "": content(hook) for hook in before}
+        kept = {hook.id for hook in after}
+        diff = cls([], [], [hook_id for hook_id in old if hook_id not in kept], [])
+        for hook in after:
+            hook_id = hook.id or ""
+            if hook_id not in old:
+                diff.added.append(hook_id)
+            elif old[hook_id] == content(hook):
+                diff.unchanged.append(hook_id)
+            else:
+                diff.updated.append(hook_id)
+        return diff
+
+
+def apply_container(
+    hooks_file: HooksFile, body: ContainerApply, now: dt.datetime
+) -> tuple[HooksFile, dict[str, ServiceDiff]]:
+    """The listed services' lists replaced (ids kept when given, minted when not), and with
+    `prune` every other service's emptied, as one change."""
+    services = list(body.hooks)
+    if body.prune:
+        services += [
+            s for s in hookable_services(hooks_file) if s not in body.hooks and hooks_file.hooks.get(s)
+        ]
+    changed = hooks_file
+    for service in services:
+        changed, _ = replace_all(changed, service, HookList(hooks=body.hooks.get(service, [])), now)
+    _raise(duplicate_ids(
+        (f"hooks.{s}[{i}]", hook.id) for s in body.hooks for i, hook in enumerate(changed.hooks[s])
+    ))  # fmt: skip
+    diffs = {s: ServiceDiff.between(hooks_file.hooks.get(s, []), changed.hooks.get(s, [])) for s in services}
+    return changed, diffs
+
+
+@dataclass(frozen=True)
+class Upserted:
+    service: str
+    action: str  # created, updated, unchanged
+    hook_id: str
+
+
+def _upsert_target(hooks: list[Hook], hook: HookReplace) -> int | None:
+    for key, value in (("id", hook.id), ("name", hook.name)):
+        if value is not None:
+            for position, existing in enumerate(hooks):
+                if getattr(existing, key) == value:
+                    return position
+    return None
+
+
+def upsert_hooks(
+    hooks_file: HooksFile, body: BulkUpsert, now: dt.datetime
+) -> tuple[HooksFile, list[Upserted]]:
+    """Each item replaces the hook of its service with the same id (else name), or is appended;
+    one change, so one version, for all of them."""
+    changed, results = hooks_file, []
+    for item in body.items:
+        hooks = list(service_hooks(changed, item.service))
+        at = _upsert_target(hooks, item.hook)
+        if at is None:
+            hook = _stored(item.hook, item.hook.id or new_hook_id(), now, now)
+            hooks.append(hook)
+            action = "created"
+        else:
+            old = hooks[at]
+            hook = _stored(item.hook, old.id or new_hook_id(), old.created_at or now, now)
+            hooks[at] = hook
+            action = "unchanged" if content(old) == content(hook) else "updated"
+        changed = _with_hooks(changed, item.service, hooks)
+        results.append(Upserted(item.service, action, hook.id or ""))
+    return changed, results

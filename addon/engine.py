@@ -87,6 +87,8 @@ class HookRun:
     capture: Capture | None = None  # the hook keeps its exchanges (`capture`), redacting these headers
     exchange: Exchange | None = None  # the exchange captured, stored beside the run's event
     cached: bool = False  # the verdict of an earlier run, reused (the hook's `cache`)
+    hook_name: str | None = None
+    hook_version: int = 1  # the version of the hook that ran (addon.versions)
     ts: str = field(
         default_factory=lambda: (
             dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
@@ -114,6 +116,8 @@ class HookRun:
             client=facts.client_address,
             groups=sorted(client.groups),
             capture=hook.hook.capture_spec(),
+            hook_name=hook.hook.name,
+            hook_version=hook.hook.hook_version,
         )
 
     @property

@@ -68,6 +68,8 @@ class Event(BaseModel):
     container: str
     service: str | None = None
     hook_id: str | None = None
+    hook_name: str | None = None
+    hook_version: int | None = None  # runs: the version of the hook that ran
     position: int | None = None
     phase: Literal["request", "response"] | None = None
     mode: str | None = None
@@ -104,6 +106,8 @@ class Event(BaseModel):
             container=run.container,
             service=run.service,
             hook_id=run.hook_id,
+            hook_name=run.hook_name,
+            hook_version=run.hook_version,
             position=run.position,
             phase=run.phase,
             mode=run.mode,

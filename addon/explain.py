@@ -132,6 +132,8 @@ def explain(
         hooks.append(
             {
                 "id": hook.id,
+                "name": hook.hook.name,
+                "version": hook.hook.hook_version,
                 "position": hook.position,
                 "matched": matched,
                 "reached": winner is None,

@@ -32,6 +32,9 @@ DEFAULT_TIMEOUT_MS = 5_000
 # ULIDs, lowercase Crockford base32 (no i, l, o, u), as the seed requires.
 HOOK_ID_RE = re.compile(r"^[0-9a-hjkmnp-tv-z]{26}\Z")  # \Z: "$" would let a final newline in
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}\Z")
+MAX_HOOK_NAME = 128
+# A hook's name sits in a URL path segment in place of its id: no '/', no spaces, no controls.
+_HOOK_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:@-]*\Z")
 _HEADER_NAME_RE = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+\Z")
 
 
@@ -63,6 +66,26 @@ def _hook_id(value: str) -> str:
 
 
 HookId = Annotated[str, AfterValidator(_hook_id)]
+
+
+def _hook_name(value: str) -> str:
+    if not 1 <= len(value) <= MAX_HOOK_NAME:
+        raise ValueError(f"must be 1-{MAX_HOOK_NAME} characters long, got {len(value)}")
+    if not _HOOK_NAME_RE.match(value):
+        raise ValueError(
+            "must be letters, digits, '_', '.', ':', '@', '-', starting with a letter or digit, "
+            f"got {value!r}"
+        )
+    if HOOK_ID_RE.match(value):
+        raise ValueError(
+            f"must not look like a hook id (a 26-character ULID), got {value!r}: the API takes a "
+            "name wherever it takes an id, so such a name could stand for another hook"
+        )
+    return value
+
+
+# Unique within a container (`addon.validation.duplicate_names`); usable in place of the id.
+HookName = Annotated[str, AfterValidator(_hook_name)]
 
 
 def _one_method(value: object) -> str:
@@ -301,6 +324,7 @@ class HookCache(_Model):
 class HookSpec(_Model):
     """What a client writes about a hook; everything else is set by the server."""
 
+    name: HookName | None = None
     match: Match
     script: ScriptRef
     timeout: TimeoutMs = DEFAULT_TIMEOUT_MS
@@ -325,8 +349,15 @@ class Hook(HookSpec):
     """A hook as stored. `id` is absent only in a hand-written file, until the store mints it."""
 
     id: HookId | None = None
+    # Server-managed: 1 when written, +1 whenever the hook's content changes (`addon.versions`);
+    # absent in a hand-written file, which reads as 1.
+    version: Annotated[int, Field(strict=True, ge=1)] | None = None
     created_at: Timestamp | None = None
     updated_at: Timestamp | None = None
+
+    @property
+    def hook_version(self) -> int:
+        return self.version or 1
 
 
 class Service(_Model):
@@ -367,11 +398,13 @@ class HookReplace(HookSpec):
     """PATCH body and bulk item: the whole hook, as a GET showed it or as newly written.
 
     PATCH: an echoed `id` and `position` must be the hook's own. Bulk PUT: `id` keeps a hook's
-    identity, list order gives positions. The timestamps may be echoed; the server sets them.
+    identity, list order gives positions. The timestamps and `version` may be echoed (so a GET
+    or an exported file can be sent back as is); the server sets them and ignores these.
     """
 
     id: HookId | None = None
     position: Position | None = None
+    version: int | None = None
     created_at: Timestamp | None = None
     updated_at: Timestamp | None = None
 
@@ -384,6 +417,28 @@ class HookList(_Model):
     """PUT body: a service's whole hook list, in evaluation order."""
 
     hooks: list[HookReplace]
+
+
+class ContainerApply(_Model):
+    """PUT body for the whole container: each listed service's list, in evaluation order, in one
+    write. Services left out keep their hooks, unless `prune` (then they end with none)."""
+
+    hooks: dict[str, list[HookReplace]]
+    prune: Annotated[bool, Field(strict=True)] = False
+
+
+class UpsertItem(_Model):
+    """One item of a bulk upsert: matched to a hook of `service` by `hook.id`, else by
+    `hook.name`; no match adds it at the end of the service's list."""
+
+    service: str
+    hook: HookReplace
+
+
+class BulkUpsert(_Model):
+    """PATCH body for the whole container (seed 002's bulk upsert): all items or none."""
+
+    items: Annotated[list[UpsertItem], Field(min_length=1)]
 
 
 def spec_fields(hook: HookSpec) -> dict[str, Any]:

@@ -19,8 +19,10 @@ class LogRecorder:
     def record(self, run: HookRun) -> None:
         detail = run.reason or run.error or ""
         log.info(
-            "hook %s (%s/%s #%d, %s) %s %s%s: %s%s",
+            "hook %s%s v%d (%s/%s #%d, %s) %s %s%s: %s%s",
             run.hook_id,
+            f" {run.hook_name!r}" if run.hook_name else "",
+            run.hook_version,
             run.container,
             run.service,
             run.position,

@@ -46,6 +46,7 @@ from addon.validation import (
     problem_lines,
     scripts_root_of,
 )
+from addon.versions import with_versions
 
 log = logging.getLogger(__name__)
 
@@ -257,7 +258,9 @@ class HooksStore:
                 if expected_version is not None and current.version != expected_version:
                     raise VersionMismatch(current)
                 changed, result = change(current.hooks_file)
-                changed = changed.model_copy(update={"file_version": current.version + 1})
+                changed = with_versions(current.hooks_file, changed).model_copy(
+                    update={"file_version": current.version + 1}
+                )
                 problems = file_problems(
                     FileRefs.of(changed), scripts_root_of(self.path, changed.scripts_dir)
                 )

@@ -30,6 +30,7 @@ from addon.model import (
     RESERVED_SERVICES,
     FromEnv,
     HookId,
+    HookName,
     HooksFile,
     HookSpec,
     ScriptPath,
@@ -302,6 +303,7 @@ def problem_lines(path: Path, problems: Iterable[Problem]) -> list[str]:
 
 _SCRIPT_PATH: TypeAdapter[str] = TypeAdapter(ScriptPath)
 _HOOK_ID: TypeAdapter[str] = TypeAdapter(HookId)
+_HOOK_NAME: TypeAdapter[str] = TypeAdapter(HookName)
 
 
 def _valid(adapter: TypeAdapter[str], value: object) -> str | None:
@@ -317,8 +319,8 @@ def _object(value: object) -> dict[str, Any]:
 
 @dataclass(frozen=True, slots=True)
 class HookRefs:
-    """What one hook refers to elsewhere: its id (unique), its groups (defined), its script
-    (inside the scripts folder; deployed). None or left out where the value is unusable."""
+    """What one hook refers to elsewhere: its id and name (unique), its groups (defined), its
+    script (inside the scripts folder; deployed). None or left out where the value is unusable."""
 
     id: str | None = None
     groups: tuple[str | None, ...] = ()  # applies_to.groups; None where an entry is not a string
@@ -326,6 +328,7 @@ class HookRefs:
     exec_id: str | None = None
     environment: str | None = None  # the environment it names (None: "default")
     subdomain: str | None = None  # script.subdomain: a service with an upstream makes it remote
+    name: str | None = None
 
     @classmethod
     def read(cls, raw: object) -> HookRefs:
@@ -342,6 +345,7 @@ class HookRefs:
             exec_id if isinstance(exec_id, str) and exec_id else None,
             environment if isinstance(environment, str) else None,
             subdomain if isinstance(subdomain, str) else None,
+            _valid(_HOOK_NAME, hook.get("name")),
         )
 
     @classmethod
@@ -354,6 +358,7 @@ class HookRefs:
             hook.script.execId,
             hook.environment,
             hook.script.subdomain,
+            hook.name,
         )
 
 
@@ -549,25 +554,40 @@ def file_problems(refs: FileRefs, scripts_root: Path | None) -> list[Problem]:
             )
     inside: dict[str, bool] = {}
     ids: list[tuple[str, str | None]] = []
+    names: list[tuple[str, str | None]] = []
     for service, position, hook in refs.hookable():
         where = f"hooks.{service}[{position}]"
         found = hook_problems(hook, refs.container, refs.groups, scripts_root, inside, refs.environments)
         problems.extend(p.under(where) for p in found)
         ids.append((where, hook.id))
-    return problems + environment_problems(refs.environments) + duplicate_ids(ids)
+        names.append((where, hook.name))
+    return problems + environment_problems(refs.environments) + duplicate_ids(ids) + duplicate_names(names)
+
+
+def _duplicates(field: str, hooks: Iterable[tuple[str, str | None]], why: str) -> list[Problem]:
+    problems: list[Problem] = []
+    seen: dict[str, str] = {}
+    for where, value in hooks:
+        if value is not None:
+            if value in seen:
+                problems.append(Problem(f"{where}.{field}", f"duplicate of {seen[value]}.{field}{why}"))
+            seen.setdefault(value, where)
+    return problems
 
 
 def duplicate_ids(hooks: Iterable[tuple[str, str | None]]) -> list[Problem]:
     """Each hook id at most once: `hooks` are (where, id) in order; the second of a pair is
     the problem."""
-    problems: list[Problem] = []
-    seen: dict[str, str] = {}
-    for where, hook_id in hooks:
-        if hook_id is not None:
-            if hook_id in seen:
-                problems.append(Problem(f"{where}.id", f"duplicate of {seen[hook_id]}.id"))
-            seen.setdefault(hook_id, where)
-    return problems
+    return _duplicates("id", hooks, "")
+
+
+def duplicate_names(hooks: Iterable[tuple[str, str | None]]) -> list[Problem]:
+    """Each hook name at most once in a container, across its services: the API takes a name
+    wherever it takes an id, so a name must pick one hook. (where, name) in order."""
+    return _duplicates("name", hooks, f" ({NAMES_UNIQUE})")
+
+
+NAMES_UNIQUE = "hook names are unique within a container; rename one"
 
 
 def scripts_root_of(hooks_path: Path, scripts_dir: str) -> Path:

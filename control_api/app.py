@@ -19,6 +19,7 @@ from addon.remote_hooks import RemoteHooks
 from addon.scripts import Runtimes, minimal_env
 from addon.sessions import SessionPool
 from control_api import (
+    apply_routes,
     capture_routes,
     debug_routes,
     events_routes,
@@ -162,6 +163,7 @@ HEALTH = Route("GET", "/healthz", healthz, Operation(
 # Every route, in the document's order; each module keeps the operations of its own handlers.
 API_ROUTES = (
     *hooks_routes.ROUTES,
+    *apply_routes.ROUTES,
     *events_routes.ROUTES,
     *capture_routes.ROUTES,
     *debug_routes.ROUTES,

@@ -31,7 +31,7 @@ from addon.explain import MatchQuery, explain
 from addon.matching import CompiledContainer
 from addon.paths import ENCODED_SLASH_MODES
 from addon.validation import problems_from
-from control_api import hook_server
+from control_api import apply_cli, hook_server
 from control_api.app import ApiSettings
 from control_api.hosts import parse_hosts
 from control_api.server import (
@@ -114,6 +114,7 @@ def _parser() -> argparse.ArgumentParser:
     _add_explain(commands)
     _add_check(commands)
     hook_server.add_command(commands, API_HOST_HELP, TOKEN_ENV)
+    apply_cli.add_commands(commands, TOKEN_ENV)
     commands.add_parser(
         "addon-path",
         help="print the file to load with mitmdump -s",
@@ -391,6 +392,10 @@ def main(argv: list[str] | None = None) -> int:
         return _run_explain(args)
     if args.command == "hook-server":
         return hook_server.run_command(args)
+    if args.command == "apply":
+        return apply_cli.run_apply(args, TOKEN_ENV)
+    if args.command == "export":
+        return apply_cli.run_export(args, TOKEN_ENV)
     if args.command == "addon-path":
         from addon.launcher import ADDON_ENTRY
 

@@ -29,12 +29,14 @@ class ApiError(Exception):
         message: str,
         code: str | None = None,
         details: Sequence[Problem] | None = None,
+        data: Any = None,
     ):
         super().__init__(message)
         self.status = status
         self.message = message
         self.code = code
         self.details = details
+        self.data = data  # what a refused batch would have done, item by item
 
 
 def not_found(field: str, missing: str) -> ApiError:
@@ -53,6 +55,8 @@ def error_body(error: ApiError) -> dict[str, Any]:
         body["code"] = error.code
     if error.details is not None:
         body["details"] = [{"field": p.field, "reason": p.reason} for p in error.details]
+    if error.data is not None:
+        body["data"] = error.data
     return body
 
 

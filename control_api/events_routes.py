@@ -107,10 +107,11 @@ async def list_events(request: web.Request) -> web.Response:
 async def hook_runs(request: web.Request) -> web.Response:
     """A hook's history, also after the hook (or its service) was deleted."""
     _, snapshot = await load_container(request)
-    service, hook_id = request.match_info["service"], request.match_info["hookId"]
+    service = request.match_info["service"]
     if service in RESERVED_SERVICES:
         refused = edits.reserved(service)
         raise not_found(refused.field, str(refused))
+    hook_id = edits.hook_id_of(snapshot.hooks_file, service, request.match_info["hookId"])
     params, problems = _params(request, {"last", "outcome", "changed"})
     last = params.get("last", str(DEFAULT_RUNS))
     if not _SEQ.fullmatch(last) or not 1 <= int(last) <= MAX_LIMIT:

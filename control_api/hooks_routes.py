@@ -10,7 +10,8 @@ re-checks the version inside its lock, so a write that raced another still gets 
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
 from aiohttp import web
@@ -46,7 +47,14 @@ BASE = "/api/v1/containers/{id}/proxy/hooks"
 def hook_view(position: int, hook: Hook) -> dict[str, Any]:
     """A hook as the API shows it: id and position first, then what is stored."""
     data = hook.model_dump(mode="json", exclude_none=True)
+    data["version"] = hook.hook_version  # a hand-written hook without one reads as 1
     return {"id": data.pop("id"), "position": position, **data}
+
+
+def stored_view(snapshot: Snapshot, service: str, hook_id: str | None) -> dict[str, Any]:
+    """A hook as a write left it (the store sets its version and keeps the timestamps of an
+    unchanged hook), by id."""
+    return hook_view(*find_hook(snapshot, service, hook_id or ""))
 
 
 def _versioned(snapshot: Snapshot, **data: Any) -> dict[str, Any]:
@@ -129,6 +137,14 @@ def _ref_problems(snapshot: Snapshot, hooks: list[tuple[str, HookRefs]]) -> list
     ]
 
 
+def _name_problems(
+    snapshot: Snapshot,
+    written: list[tuple[str, HookRefs]],
+    replaced: Callable[[str, Hook], bool] = lambda service, hook: False,
+) -> list[Problem]:
+    return edits.name_problems(snapshot.hooks_file, written, replaced)
+
+
 @dataclass(frozen=True)
 class _Write:
     store: HooksStore
@@ -146,8 +162,8 @@ async def _begin_write(request: web.Request) -> _Write:
     hook_id = request.match_info.get("hookId")
     if hook_id is None:
         _service_hooks(snapshot, service)
-    else:
-        find_hook(snapshot, service, hook_id)
+    else:  # the path may name the hook; the write goes by its id
+        hook_id = find_hook(snapshot, service, hook_id)[1].id
     return _Write(store, snapshot, service, hook_id, expected_version(request, snapshot))
 
 
@@ -202,13 +218,16 @@ async def create_hook(request: web.Request) -> web.Response:
     write = await _begin_write(request)
     data = await _json_body(request)
     count = len(_service_hooks(write.snapshot, write.service))
-    problems = await asyncio.to_thread(_ref_problems, write.snapshot, [("", HookRefs.read(data))])
+    written = [("", HookRefs.read(data))]
+    problems = await asyncio.to_thread(_ref_problems, write.snapshot, written)
+    problems += _name_problems(write.snapshot, written)
     body = _valid(HookCreate, data, problems + edits.insert_problems(count, data.get("position")))
     now = utc_now()
-    snapshot, (position, hook) = await _commit(
+    snapshot, (_, hook) = await _commit(
         request, write, lambda f: edits.insert_hook(f, write.service, body, now)
     )
-    return ok("Hook created successfully", _versioned(snapshot, hook=hook_view(position, hook)), 201)
+    view = stored_view(snapshot, write.service, hook.id)
+    return ok("Hook created successfully", _versioned(snapshot, hook=view), 201)
 
 
 async def replace_hook(request: web.Request) -> web.Response:
@@ -217,13 +236,17 @@ async def replace_hook(request: web.Request) -> web.Response:
     data = await _json_body(request)
     position, _ = find_hook(write.snapshot, write.service, hook_id)
     echoed = edits.replace_problems(hook_id, position, data.get("id"), data.get("position"))
-    problems = await asyncio.to_thread(_ref_problems, write.snapshot, [("", HookRefs.read(data))])
+    written = [("", replace(HookRefs.read(data), id=hook_id))]
+    problems = await asyncio.to_thread(_ref_problems, write.snapshot, written)
+    problems += _name_problems(write.snapshot, written)
     body = _valid(HookReplace, data, problems + echoed)
     now = utc_now()
-    snapshot, (position, hook) = await _commit(
+    snapshot, _ = await _commit(
         request, write, lambda f: edits.replace_hook(f, write.service, hook_id, body, now)
     )
-    return ok("Hook updated successfully", _versioned(snapshot, hook=hook_view(position, hook)))
+    return ok(
+        "Hook updated successfully", _versioned(snapshot, hook=stored_view(snapshot, write.service, hook_id))
+    )
 
 
 async def move_hook(request: web.Request) -> web.Response:
@@ -264,10 +287,11 @@ async def replace_service_hooks(request: web.Request) -> web.Response:
     ]
     problems = await asyncio.to_thread(_ref_problems, write.snapshot, refs)
     problems += duplicate_ids((where, hook.id) for where, hook in refs)
+    problems += _name_problems(write.snapshot, refs, lambda service, _: service == write.service)
     body = _valid(HookList, data, problems)
     now = utc_now()
-    snapshot, hooks = await _commit(request, write, lambda f: edits.replace_all(f, write.service, body, now))
-    views = [hook_view(i, h) for i, h in enumerate(hooks)]
+    snapshot, _ = await _commit(request, write, lambda f: edits.replace_all(f, write.service, body, now))
+    views = [hook_view(i, h) for i, h in enumerate(snapshot.hooks_file.hooks.get(write.service, []))]
     return ok("Service hooks replaced", _versioned(snapshot, service=write.service, hooks=views))
 
 

@@ -26,6 +26,9 @@ class ErrorBody(BaseModel):
         None, description="NOT_FOUND, VALIDATION_ERROR, PRECONDITION_REQUIRED, PRECONDITION_FAILED, …"
     )
     details: list[Detail] | None = Field(None, description="for 422: every problem found")
+    data: UpsertOutcome | None = Field(
+        None, description="bulk upsert refused: what became of each item (nothing was written)"
+    )
 
 
 class HookView(HookSpec):
@@ -33,6 +36,9 @@ class HookView(HookSpec):
 
     id: str
     position: int
+    version: int = Field(
+        description="1 when written, +1 whenever the hook's content changes (moves do not count)"
+    )
     created_at: Timestamp | None = None
     updated_at: Timestamp | None = None
 
@@ -53,6 +59,36 @@ class ServiceHooks(Versioned):
 
 class OneHook(Versioned):
     hook: HookView
+
+
+class ServiceChanges(BaseModel):
+    added: list[str] = Field(description="ids of hooks new to the service")
+    updated: list[str] = Field(description="ids kept whose content changed (their version went up)")
+    removed: list[str] = Field(description="ids no longer in the service")
+    unchanged: list[str] = Field(description="ids kept with the same content, moved or not")
+
+
+class Applied(Versioned):
+    services: dict[str, ServiceChanges] = Field(description="each service the write touched")
+    hooks: dict[str, list[HookView]] = Field(description="those services' hooks as written")
+
+
+class UpsertResult(BaseModel):
+    index: int
+    service: str | None
+    action: str = Field(description="created, updated, unchanged; refused batch: failed or skipped")
+    hook_id: str | None
+    error: str | None
+
+
+class UpsertOutcome(BaseModel):
+    success: int
+    failed: int
+    results: list[UpsertResult]
+
+
+class Upserted(Versioned, UpsertOutcome):
+    pass
 
 
 class Cleared(Versioned):
@@ -149,6 +185,8 @@ class EnvironmentInfo(BaseModel):
 
 class CatalogEntry(BaseModel):
     id: str | None
+    name: str | None
+    version: int
     position: int
     enabled: bool
     mode: str
@@ -233,6 +271,8 @@ class Health(BaseModel):
 
 class ExplainedHook(BaseModel):
     id: str
+    name: str | None
+    version: int
     position: int
     matched: bool
     reached: bool = Field(description="false: an earlier hook won")

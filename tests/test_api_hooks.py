@@ -30,7 +30,7 @@ SEED_BODY: dict[str, Any] = {
     "timeout": 5000,
     "applies_to": {"groups": ["admins"]},
 }
-DEFAULTS = {"enabled": True, "failure_mode": "closed", "mode": "sync"}
+DEFAULTS = {"enabled": True, "failure_mode": "closed", "mode": "sync", "version": 1}
 SEED_HOOK_VIEW = {
     "id": SEED_ID,
     "position": 0,
@@ -197,6 +197,7 @@ def test_replace_keeps_id_position_and_created_at(client: httpx.Client, containe
         "failure_mode": "open",
         "mode": "sync",
         "description": "replaced",
+        "version": 2,
         "created_at": created["created_at"],
         "updated_at": hook["updated_at"],
     }
@@ -426,7 +427,7 @@ def test_order_of_checks_is_404_428_412_422(client: httpx.Client) -> None:
 # --- 422: every class of bad body ---
 
 BAD_BODIES: list[tuple[str, dict[str, Any], str, str]] = [
-    ("unknown field", {**SEED_BODY, "colour": "red"}, "colour", "unknown field (allowed: match, script,"),
+    ("unknown field", {**SEED_BODY, "colour": "red"}, "colour", "unknown field (allowed: name, match,"),
     (
         "unknown nested field",
         {**SEED_BODY, "match": {**SEED_BODY["match"], "query": "x"}},

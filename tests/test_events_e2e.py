@@ -81,7 +81,8 @@ def test_each_outcome_is_one_event_with_its_fields(
     }  # fmt: skip
     assert event | varying == {
         "id": None, "ts": None, "kind": "run", "container": "e2e", "service": "auth", "hook_id": hook_id,
-        "position": 0, "phase": "request", "mode": extra.get("mode", "sync"), "method": "GET",
+        "hook_name": None, "hook_version": 1, "position": 0, "phase": "request",
+        "mode": extra.get("mode", "sync"), "method": "GET",
         "host": "auth.test", "path": "/ev/x", "client": "127.0.0.1", "groups": ["locals"],
         "outcome": outcome, "blocked": outcome == "blocked", "reason": None,
         "status": None if outcome == "observed" else status,

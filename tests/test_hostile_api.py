@@ -65,6 +65,8 @@ class Target:
             ("GET", "/api/v1/openapi.json", None),
             ("GET", "/api/v1/containers", None),
             ("GET", h, None),
+            ("PUT", h, {"hooks": {"auth": []}}),
+            ("PATCH", h, {"items": [{"service": "auth", "hook": self.hook_body}]}),
             ("GET", f"{h}/auth", None),
             ("POST", f"{h}/auth", self.hook_body),
             ("PUT", f"{h}/auth", {"hooks": []}),
@@ -543,7 +545,7 @@ def test_unwritable_folder_or_file_is_409_and_the_file_is_intact(standalone: Tar
                 for m, p, b in standalone.routes()
                 if m in ("PUT", "PATCH", "DELETE") or (m == "POST" and p.endswith("/auth"))
             ]
-            assert len(writes) == 6
+            assert len(writes) == 8
             for method, path, body in writes:
                 response = send(http, method, path, body, current_etag(standalone, http))
                 error = assert_error(response, 409, "READ_ONLY")
