@@ -62,8 +62,8 @@ from addon.matching import (
     resolve_service,
 )
 from addon.paths import ENCODED_SLASH_MODES, EncodedSlashes
-from addon.protocol import Phase
-from addon.recorder import LogRecorder, Recorder
+from addon.protocol import DEFAULT_EVENT_BODY_MAX, Phase
+from addon.recorder import LogRecorder, Recorder, log_every_run
 from addon.scripts import Runtimes, become_subreaper, minimal_env
 from addon.sessions import DEFAULT_IDLE_S, SessionPool
 from addon.watcher import watch_hooks_files
@@ -132,6 +132,7 @@ class ProxyHooks:
         self._api_runner: web.AppRunner | None = None
         self.api_url: str | None = None
         self.encoded_slashes: EncodedSlashes = "reject"
+        self.event_body_max = DEFAULT_EVENT_BODY_MAX
 
     # --- mitmproxy lifecycle ---
 
@@ -170,6 +171,15 @@ class ProxyHooks:
             int,
             DEFAULT_QUEUE,
             "Events waiting to be written at most; past it runs are dropped (and counted), never waited for.",
+        )
+        loader.add_option(
+            "hooks_event_body_max",
+            int,
+            DEFAULT_EVENT_BODY_MAX,
+            "Bytes of a request or response body a hook script's event carries at most; past it "
+            "the event has the first that many and body_truncated: true, while the message "
+            "itself goes on whole. A hook that judges bodies should block a truncated one, or "
+            "this should be raised.",
         )
         loader.add_option(
             "hooks_allow_inline_scripts",
@@ -218,6 +228,8 @@ class ProxyHooks:
         )
 
     def configure(self, updated: set[str]) -> None:
+        if "termlog_verbosity" in updated:  # (mitmdump's; absent from a bare test context)
+            log_every_run(ctx.options.termlog_verbosity == "debug")
         if "hooks_encoded_slashes" in updated:
             mode = ctx.options.hooks_encoded_slashes
             if mode not in ENCODED_SLASH_MODES:
@@ -236,6 +248,10 @@ class ProxyHooks:
                 "reaches the upstream before a hook can judge the request. Unset it "
                 "(body_size_limit still bounds what the proxy buffers)."
             )
+        if "hooks_event_body_max" in updated:
+            if ctx.options.hooks_event_body_max < 0:
+                raise exceptions.OptionsError("hooks_event_body_max must be 0 or more (bytes)")
+            self.event_body_max = ctx.options.hooks_event_body_max
         if "hooks_script_user" in updated:
             self.sessions.set_user(_script_user(ctx.options.hooks_script_user))
         if "hooks_exec_idle" in updated:
@@ -418,9 +434,7 @@ class ProxyHooks:
         attempt.stage = "starting the run"
         run = attempt.run = self._new_run(flow, match, "request")
         attempt.stage = "building the script's event"
-        event = hook_event(
-            flow, run, match.hook, match.container.name, match.service.name, match.client.request.user
-        )
+        event = self._event(flow, run, match)
         if match.hook.hook.mode == "async":
             run.outcome = "observed"  # the flow goes on; the run's own result is recorded later
             flow.metadata[METADATA_KEY] = run.as_dict()
@@ -438,9 +452,7 @@ class ProxyHooks:
         attempt.stage = "starting the response-phase run"
         run = attempt.run = self._new_run(flow, match, "response")
         attempt.stage = "building the script's event"
-        event = hook_event(
-            flow, run, match.hook, match.container.name, run.service, match.client.request.user
-        )
+        event = self._event(flow, run, match)
         await self._run_and_apply(flow, match, attempt, run, event)
         attempt.stage = "recording the run"
         self._finish(flow, run)
@@ -551,9 +563,17 @@ class ProxyHooks:
             match.client,
         )
 
+    def _event(self, flow: http.HTTPFlow, run: HookRun, match: _Match) -> dict[str, Any]:
+        assert match.hook is not None
+        user = match.client.request.user
+        return hook_event(flow, run, match.hook, match.container.name, run.service, user, self.event_body_max)
+
     async def _run(self, match: _Match, event: dict[str, Any]) -> Verdict:
         assert match.hook is not None
-        return await run_hook(match.hook, event, match.container.snapshot.scripts_root, self.execution)
+        container = match.container
+        return await run_hook(
+            match.hook, event, container.scripts_root, self.execution, container.session_scripts
+        )
 
     async def _observe(self, run: HookRun, match: _Match, event: dict[str, Any]) -> None:
         """An async hook: runs beside the flow, never delays it, and its answer is not applied."""

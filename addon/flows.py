@@ -15,12 +15,13 @@ from mitmproxy.net.http import status_codes
 from addon.engine import HookRun, Verdict
 from addon.matching import BadHost, CompiledHook, FlowNames, RequestFacts, host_names, parse_host_header
 from addon.protocol import (
+    DEFAULT_EVENT_BODY_MAX,
     PROTOCOL_VERSION,
     BadAnswer,
     RequestChange,
     ResponseSpec,
     body_bytes,
-    body_fields,
+    event_body_fields,
     header_name_problem,
     header_value_problem,
     path_problem,
@@ -114,9 +115,15 @@ class Exchange(Protocol):
 
 
 def hook_event(
-    flow: Exchange, run: HookRun, hook: CompiledHook, container: str, service: str, user: str | None = None
+    flow: Exchange,
+    run: HookRun,
+    hook: CompiledHook,
+    container: str,
+    service: str,
+    user: str | None = None,
+    body_max: int = DEFAULT_EVENT_BODY_MAX,
 ) -> dict[str, Any]:
-    """Protocol v1's stdin object."""
+    """Protocol v1's stdin object; bodies cut at `body_max` bytes (`body_truncated` says so)."""
     script = hook.hook.script
     request = flow.request
     event: dict[str, Any] = {
@@ -137,7 +144,7 @@ def hook_event(
             "port": request.port,
             "path": request.path,
             "headers": _message_headers(request),
-            **body_fields(request.get_content(strict=False)),
+            **event_body_fields(request.get_content(strict=False), body_max),
         },
         "response": None,
     }
@@ -146,7 +153,7 @@ def hook_event(
         event["response"] = {
             "status": response.status_code,
             "headers": _message_headers(response),
-            **body_fields(response.get_content(strict=False)),
+            **event_body_fields(response.get_content(strict=False), body_max),
         }
     return event
 

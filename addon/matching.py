@@ -15,6 +15,7 @@ import urllib.parse
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
+from pathlib import Path
 
 from addon.model import ANY_METHOD, Group, Hook
 from addon.paths import without_parameters
@@ -284,8 +285,13 @@ class CompiledContainer:
     snapshot: Snapshot
     services: tuple[CompiledService, ...]
     groups: Mapping[str, CompiledGroup]
+    scripts_root: Path  # the snapshot's, worked out once
     # Names already looked up, per snapshot (a new file version compiles a new container).
     _by_names: dict[tuple[str, ...], tuple[CompiledService, ...]] = field(
+        default_factory=dict, compare=False, repr=False
+    )
+    # Exec-session scripts found inside the scripts folder, per snapshot (`engine.session_script`).
+    session_scripts: dict[str, tuple[int, int, int, int]] = field(
         default_factory=dict, compare=False, repr=False
     )
 
@@ -310,7 +316,7 @@ class CompiledContainer:
                     frozenset(read | set(METHOD_OVERRIDE_HEADERS)),
                 )
             )
-        return cls(snapshot, tuple(services), groups)
+        return cls(snapshot, tuple(services), groups, snapshot.scripts_root)
 
     @property
     def name(self) -> str:

@@ -178,11 +178,14 @@ def status_problem(status: int | None, upstream: int | None, body_size: int) -> 
     return None
 
 
+NO_ANSWER = ScriptAnswer()  # empty output, or a handle that returned None: carry on
+
+
 def parse_answer(stdout: bytes) -> ScriptAnswer:
     """Empty output means "carry on unchanged"; anything else must be one answer object."""
     text = stdout.strip()
     if not text:
-        return ScriptAnswer()
+        return NO_ANSWER
     try:
         data = loads_bounded(text, MAX_ANSWER_DEPTH)
     except TooDeep:
@@ -194,6 +197,8 @@ def parse_answer(stdout: bytes) -> ScriptAnswer:
 
 def parse_answer_object(data: Any) -> ScriptAnswer:
     """An answer already decoded from JSON (an exec session's return value); None: carry on."""
+    if data is None:
+        return NO_ANSWER
     if nested_deeper_than(data, MAX_ANSWER_DEPTH):
         raise BadAnswer(TOO_DEEP)
     return _validated(data)
@@ -201,7 +206,7 @@ def parse_answer_object(data: Any) -> ScriptAnswer:
 
 def _validated(data: Any) -> ScriptAnswer:
     if data is None:
-        return ScriptAnswer()
+        return NO_ANSWER
     if not isinstance(data, dict):
         raise BadAnswer(f"output must be a JSON object, got {type(data).__name__}")
     try:
@@ -232,6 +237,25 @@ def body_fields(content: bytes | None) -> dict[str, str | None]:
         return {"body": content.decode("utf-8"), "body_base64": None}
     except UnicodeDecodeError:
         return {"body": None, "body_base64": base64.b64encode(content).decode()}
+
+
+DEFAULT_EVENT_BODY_MAX = 1024 * 1024
+
+
+def event_body_fields(content: bytes | None, limit: int = DEFAULT_EVENT_BODY_MAX) -> dict[str, Any]:
+    """A message body for a hook's event: its first `limit` bytes, as `body_fields` gives them
+    (a UTF-8 character cut at the limit is left out whole, so text stays text), and whether
+    the body went on past them. The message itself is not touched: the upstream (or the
+    client) still gets all of it."""
+    if content is None or len(content) <= limit:
+        return {**body_fields(content), "body_truncated": False}
+    head = content[:limit]
+    try:
+        head.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        if exc.reason == "unexpected end of data":  # only the last character was cut
+            head = head[: exc.start]
+    return {**body_fields(head), "body_truncated": True}
 
 
 def _excerpt(raw: bytes, limit: int = 120) -> str:

@@ -61,7 +61,7 @@ class Upstream:
         self.url = f"http://127.0.0.1:{self.port}"
 
     async def _start(self) -> int:
-        app = web.Application()
+        app = web.Application(client_max_size=64 * 1024 * 1024)  # large uploads go through too
         app.router.add_route("*", "/{tail:.*}", self._handle)
         self.runner = web.AppRunner(app, access_log=None)
         await self.runner.setup()
