@@ -7,6 +7,7 @@ Nothing here knows about mitmproxy: a request is described by `RequestFacts`.
 
 from __future__ import annotations
 
+import functools
 import heapq
 import ipaddress
 import re
@@ -379,6 +380,12 @@ class BadHost(ValueError):
     """A Host header (or :authority) that is not `host[:port]`: the proxy answers 400."""
 
 
+# Every flow's destination and Host header go through these: the same few names, read again
+# and again. Bounded (names come from clients); errors (BadHost) are not remembered.
+NAMES_CACHED = 4096
+
+
+@functools.lru_cache(maxsize=NAMES_CACHED)
 def host_names(host: str, port: int | None) -> tuple[str, ...]:
     """The names one source gives a flow: the host, and host:port. Case, a trailing dot and the
     spelling of an IP address do not make another name: `Auth.Test.` is `auth.test`, and
@@ -412,6 +419,7 @@ def normal_host(host: str) -> str:
     return name
 
 
+@functools.lru_cache(maxsize=NAMES_CACHED)
 def parse_host_header(value: str, default_port: int) -> tuple[str, ...]:
     """The names a Host header (or HTTP/2 :authority) gives; BadHost if it is not host[:port]."""
     match = _HOST_RE.match(value.strip())

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import os
 import select
@@ -172,6 +173,7 @@ class Runtimes:
         return [f"/proc/self/fd/{fd}"]
 
 
+@functools.lru_cache(maxsize=1024)  # asked for every run, of the few scripts hooks name
 def runtime_name(script: Path | str) -> str:
     """python, node, bash, or exec (run directly), from the extension."""
     suffix = Path(script).suffix.lower()
