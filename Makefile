@@ -9,7 +9,7 @@ RUN_DIR ?= var/run
 LISTEN ?= 127.0.0.1:8082
 PROXY_PORT ?= 8080
 
-.PHONY: test run lint install clean demo-reset bench
+.PHONY: test run lint install clean demo-reset bench bench-memory
 
 # Editable in "compat" mode (a plain path in a .pth): setuptools' default editable finder costs
 # every Python start ~15 ms, which per-run Python hooks would pay on each run.
@@ -58,9 +58,14 @@ run: $(STAMP) $(RUN_DIR)/demo.json
 	echo "Hooks: $(RUN_DIR) (a copy of configs/; make demo-reset restores it). API: http://$(LISTEN)/api/v1/containers/demo/proxy/hooks"; \
 	$(BIN)/proxy-hooks run --config $(RUN_DIR) --listen-port $(PROXY_PORT) --api $(LISTEN) --events $(RUN_DIR)/events.db
 
-# Prints one table: every configuration against bare mitmdump in the same run (see bench/run.py).
+# Prints the README's tables: mitmdump pinned to a CPU of its own, every configuration against
+# bare mitmdump, interleaved over rounds (see bench/run.py; BENCH_ARGS="--help" for the options).
 bench: $(STAMP)
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
+
+# mitmdump's memory for one large upload through a hooked path (see bench/memory.py).
+bench-memory: $(STAMP)
+	$(BIN)/python bench/memory.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) $(WHEEL_VENV) var .pytest_cache .mypy_cache .ruff_cache *.egg-info

@@ -249,9 +249,12 @@ class Mitmdump:
         pinning: Pinning,
         addon: bool = True,
         options: dict[str, str] | None = None,
+        wrapper: tuple[str, ...] = (),
     ) -> None:
+        """`wrapper`: a command mitmdump runs under (valgrind, for instruction counts)."""
         self.port = free_port()
         command = [
+            *wrapper,
             str(Path(sys.executable).with_name("mitmdump")),
             "--mode", f"reverse:{upstream_url}@{self.port}", "--listen-host", "127.0.0.1",
             "--set", f"confdir={home / 'conf'}", "--set", "flow_detail=0",
@@ -411,6 +414,43 @@ def idle_rate(pid: int, seconds: float = 1.0) -> float:
     cpu_before, started = cpu_seconds(pid), time.perf_counter()
     time.sleep(seconds)
     return (cpu_seconds(pid) - cpu_before) / (time.perf_counter() - started)
+
+
+# --- instruction counts (callgrind): the same on a busy machine as on a quiet one ---
+
+
+def callgrind(out: Path) -> tuple[str, ...]:
+    """mitmdump under callgrind, counting nothing until `count_instructions` says so."""
+    return ("valgrind", "--tool=callgrind", "--instr-atstart=no", f"--callgrind-out-file={out}")
+
+
+def count_instructions(pid: int, port: int, requests: int, body: int, out: Path) -> float:
+    """User-space instructions mitmdump (all its threads) executes per request, over
+    `requests` sent one after another on one connection."""
+    subprocess.run(["callgrind_control", "-i", "on", str(pid)], capture_output=True, check=True)
+    sequential(port, requests, body)
+    subprocess.run(["callgrind_control", "-i", "off", str(pid)], capture_output=True, check=True)
+    subprocess.run(["callgrind_control", "-d", str(pid)], capture_output=True, check=True)
+    total = 0
+    for dump in out.parent.glob(out.name + "*"):
+        for line in dump.read_text().splitlines():
+            if line.startswith(("summary:", "totals:")):
+                total = max(total, int(line.split()[1]))
+    return total / requests
+
+
+def sequential(port: int, count: int, body: int = 0) -> None:
+    """`count` requests, each after the answer to the one before, on one connection."""
+    method = "POST" if body else "GET"
+    head = f"{method} /bench HTTP/1.1\r\nHost: bench.test\r\ncontent-length: {body}\r\n\r\n".encode()
+    with socket.create_connection(("127.0.0.1", port)) as sock, sock.makefile("rb") as answers_file:
+        for _ in range(count):
+            sock.sendall(head + b"x" * body)
+            length = 0
+            while (line := answers_file.readline()) not in (b"\r\n", b""):
+                if line.lower().startswith(b"content-length:"):
+                    length = int(line.split(b":", 1)[1])
+            answers_file.read(length)
 
 
 @contextlib.contextmanager

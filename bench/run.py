@@ -39,11 +39,14 @@ from bench.parts import (
     Mitmdump,
     Pinning,
     Upstream,
+    callgrind,
+    count_instructions,
     idle_rate,
     load_generator,
     measure,
     mitmproxy_line,
     scratch,
+    sequential,
 )
 
 PY_CONTINUE = "import sys\nsys.stdin.read()\n"
@@ -157,19 +160,25 @@ def container(upstream_port: int, config: Config) -> dict[str, Any]:
 Figures = dict[int, dict[str, float]]  # connections -> rps, p50, p99, cpu_ms (and alone_ms)
 
 
+def prepare(config: Config, upstream: Upstream, home: Path) -> dict[str, str]:
+    """The row's hooks file and scripts in `home`; mitmdump's options for it."""
+    options: dict[str, str] = {}
+    if config.addon:
+        options["hooks_events"] = str(home / "events.db") if config.events else ""
+    if config.hooks is not None:
+        (home / "scripts").mkdir()
+        for name, source in config.scripts.items():
+            (home / "scripts" / name).write_text(source)
+        (home / "bench.json").write_text(json.dumps(container(upstream.port, config)))
+        options["hooks_config"] = str(home / "bench.json")
+    return options
+
+
 def run_config(config: Config, upstream: Upstream, pinning: Pinning, seconds: float) -> Figures:
     """Start mitmdump for this row, warm it up (exec-session workers start on first use),
     move its workers off its CPU, then one load window per connection count."""
     with scratch("proxy-hooks-bench-") as home:
-        options: dict[str, str] = {}
-        if config.addon:
-            options["hooks_events"] = str(home / "events.db") if config.events else ""
-        if config.hooks is not None:
-            (home / "scripts").mkdir()
-            for name, source in config.scripts.items():
-                (home / "scripts" / name).write_text(source)
-            (home / "bench.json").write_text(json.dumps(container(upstream.port, config)))
-            options["hooks_config"] = str(home / "bench.json")
+        options = prepare(config, upstream, home)
         proxy = Mitmdump(upstream.url, home, pinning, addon=config.addon, options=options)
         try:
             measure(proxy.pid, proxy.port, Load(1, 1, config.body), 0.0)  # warm-up
@@ -183,6 +192,32 @@ def run_config(config: Config, upstream: Upstream, pinning: Pinning, seconds: fl
             [(name, _)] = config.scripts.items()
             figures[1]["alone_ms"] = alone_ms([*config.alone, str(home / "scripts" / name)])
     return figures
+
+
+def instructions(config: Config, upstream: Upstream, pinning: Pinning, requests: int) -> float:
+    """The row's mitmdump under callgrind: instructions per request (see `count_instructions`)."""
+    with scratch("proxy-hooks-bench-callgrind-") as home:
+        options = prepare(config, upstream, home)
+        out = home / "callgrind.out"
+        proxy = Mitmdump(upstream.url, home, pinning, config.addon, options, wrapper=callgrind(out))
+        try:
+            sequential(proxy.port, 20, config.body)  # warm-up: workers start
+            pinning.pin_descendants(proxy.pid)
+            return count_instructions(proxy.pid, proxy.port, requests, config.body, out)
+        finally:
+            proxy.stop()
+
+
+def print_instructions(counts: dict[str, float], chosen: list[Config], requests: int) -> None:
+    print(
+        f"\n| configuration | mitmdump instructions per request, millions (callgrind, {requests} requests "
+        "one after another) | ratio to bare (bare ÷ this) |"
+    )
+    print("|---|---|---|")
+    for config in chosen:
+        base = counts.get(config.baseline)
+        ratio = f"{base / counts[config.key]:.3f}" if base else "–"
+        print(f"| {config.label} | {counts[config.key] / 1e6:.3f} | {ratio} |")
 
 
 def alone_ms(command: list[str], repeat: int = 20) -> float:
@@ -405,6 +440,14 @@ def main(argv: Sequence[str] | None = None) -> None:
         + ", ".join(c.key for c in configs())
         + ", matcher, api; a row's bare baseline is added",
     )
+    parser.add_argument(
+        "--instructions",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also run every row once under callgrind (valgrind) and count mitmdump's instructions "
+        "per request over N requests: the same figure on a busy machine as on a quiet one",
+    )
     args = parser.parse_args(argv)
     wanted = set(args.rows.split(",")) if args.rows else {"matcher", "api"}
     chosen = selected(args.rows)
@@ -436,10 +479,20 @@ def main(argv: Sequence[str] | None = None) -> None:
     finally:
         if upstream is not None:
             upstream.stop()
-    if rows:
+    if rows and args.rounds:
         print_proxy_table(rows)
         print_per_run_table(rows)
         print_targets(rows)
+    if chosen and args.instructions:
+        upstream = Upstream()
+        try:
+            counts = {}
+            for config in chosen:
+                print(f"  callgrind: {config.label}", file=sys.stderr, flush=True)
+                counts[config.key] = instructions(config, upstream, pinning, args.instructions)
+        finally:
+            upstream.stop()
+        print_instructions(counts, chosen, args.instructions)
     if "matcher" in wanted:
         print("\n| matcher, one service (in-process) | indexed, median µs | linear scan, median µs |")
         print("|---|---|---|")
