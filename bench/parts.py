@@ -13,7 +13,6 @@ import asyncio
 import contextlib
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -22,9 +21,12 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from tests.harness import free_port, interrupt, wait_for  # noqa: E402
+
 ADDON = ROOT / "addon" / "proxy_hooks.py"
 ANSWER = b"x" * 100  # what the upstream answers: 100 bytes
 STARTUP_DEADLINE_S = 30.0
@@ -114,21 +116,6 @@ def memory_kib(pid: int) -> dict[str, int]:
             if name in ("VmRSS", "VmHWM"):
                 figures[name] = int(value.split()[0])
     return figures
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_for(predicate: Callable[[], Any], deadline_s: float, what: str) -> Any:
-    deadline = time.monotonic() + deadline_s
-    while not (value := predicate()):
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"timed out waiting for {what}")
-        time.sleep(0.05)
-    return value
 
 
 def answers(port: int, path: str = "/ready") -> bool:
@@ -271,24 +258,17 @@ class Mitmdump:
             preexec_fn=pinning.proxy_preexec(),
         )
         self.pid = self.proc.pid
+        deadline_s = STARTUP_DEADLINE_S * (10 if wrapper else 1)  # valgrind starts it slowly
         try:
-            wait_for(
-                lambda: answers(self.port) or self.proc.poll() is not None, STARTUP_DEADLINE_S, "mitmdump"
-            )
-        except RuntimeError:
+            wait_for(lambda: answers(self.port) or self.proc.poll() is not None, deadline_s, "mitmdump")
+        except AssertionError:
             self.stop()
             raise
         if self.proc.poll() is not None:
             raise RuntimeError(f"mitmdump exited at start-up: {' '.join(command)}")
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        interrupt(self.proc)
 
 
 # --- load ---
