@@ -36,7 +36,7 @@ class Refused(Exception):
 class Admitted:
     container: CompiledContainer
     service: CompiledService
-    path: CanonicalPath
+    path: CanonicalPath | None  # None for a reject-listed service: its flows pass untouched
 
 
 def admit(
@@ -46,7 +46,8 @@ def admit(
     encoded_slashes: EncodedSlashes,
 ) -> Admitted | None:
     """The service `names()` resolve to and the canonical form of `target` (path and query), or
-    None when no service's hosts match. Raises Refused (400, 421)."""
+    None when no service's hosts match. Raises Refused (400, 421). A reject-listed service's
+    path is not read: nothing judges it, so nothing refuses or rewrites it."""
     try:
         found = resolve_service(containers, names())
     except BadHost as exc:
@@ -57,7 +58,10 @@ def admit(
         ) from None
     if found is None:
         return None
-    return Admitted(found[0], found[1], canonical_path(target, encoded_slashes))
+    container, service = found
+    if service.reserved:
+        return Admitted(container, service, None)
+    return Admitted(container, service, canonical_path(target, encoded_slashes))
 
 
 def canonical_path(target: str, encoded_slashes: EncodedSlashes) -> CanonicalPath:

@@ -4,26 +4,53 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from addon.scripts import runtime_name
+from pydantic import BaseModel, ConfigDict
+
+from addon.edits import hookable_services
+from addon.events import QueryBool
+from addon.model import Name
+from addon.scripts import Runtime, runtime_name
 from addon.session_check import handle_problem
 from addon.sessions import session_runtime
 from addon.store import Snapshot
-from addon.validation import resolve_script, script_inside
+from addon.validation import FileRefs, HookRefs, Problem, resolve_script, script_inside
 
 LoadProblems = dict[tuple[str, str], str]  # (container, script file) -> what its worker said
+Catalog = dict[str, list[dict[str, Any]]]
 
 
-def resolve_catalog(
-    snapshot: Snapshot, load_problems: LoadProblems | None = None
-) -> dict[str, list[dict[str, Any]]]:
+class CatalogQuery(BaseModel):
+    """The filters of GET …/catalog; an entry is listed when it meets all that are given.
+    Positions stay the hooks' real ones."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    service: Name | None = None
+    mode: Literal["sync", "async"] | None = None
+    runtime: Runtime | None = None
+    enabled: QueryBool | None = None
+    failure_mode: Literal["closed", "open"] | None = None
+
+
+def filter_catalog(catalog: Catalog, query: CatalogQuery) -> Catalog:
+    given = query.model_dump(exclude={"service"})
+    wanted = {name: value for name, value in given.items() if value is not None}
+    return {
+        service: [entry for entry in entries if all(entry[k] == v for k, v in wanted.items())]
+        for service, entries in catalog.items()
+        if query.service in (None, service)
+    }
+
+
+def resolve_catalog(snapshot: Snapshot, load_problems: LoadProblems | None = None) -> Catalog:
     """Blocking (it looks at the scripts on disk): call it off the event loop. `load_problems`:
     what the live exec-session workers reported when they loaded a script."""
     root = snapshot.scripts_root
     hooks_file = snapshot.hooks_file
-    catalog: dict[str, list[dict[str, Any]]] = {}
-    for service in hooks_file.services:
+    catalog: Catalog = {}
+    for service in hookable_services(hooks_file):
         entries = []
         for position, hook in enumerate(hooks_file.hooks.get(service, [])):
             script = resolve_script(root, hook.script.path)
@@ -78,14 +105,19 @@ def _session(
     return {"exec_id": exec_id, "runtime": runtime, "problem": problem, "note": None}
 
 
-def session_problems(snapshot: Snapshot, load_problems: LoadProblems | None = None) -> list[dict[str, Any]]:
-    """Every exec-session hook whose script cannot serve: for /healthz. Blocking, like the catalog."""
-    found = []
+def health_problems(
+    snapshot: Snapshot, load_problems: LoadProblems | None = None
+) -> tuple[list[dict[str, Any]], list[str]]:
+    """For /healthz: every exec-session hook whose script cannot serve, and, in words, every
+    enabled hook whose script is not there (it fails as its failure_mode says on every flow it
+    matches). Blocking, like the catalog."""
+    sessions = []
+    missing = []
     for service, entries in resolve_catalog(snapshot, load_problems).items():
         for entry in entries:
             session = entry["session"]
             if session is not None and session["problem"] is not None:
-                found.append(
+                sessions.append(
                     {
                         "service": service,
                         "hook": entry["id"],
@@ -94,4 +126,63 @@ def session_problems(snapshot: Snapshot, load_problems: LoadProblems | None = No
                         "problem": session["problem"],
                     }
                 )
-    return found
+            if entry["enabled"] and not entry["exists"]:
+                effect = (
+                    "the flows it matches fail closed (502)"
+                    if entry["failure_mode"] == "closed"
+                    else "the flows it matches pass without it (failure_mode open)"
+                )
+                missing.append(
+                    f"{snapshot.container}/{service} hook {entry['id']} (position {entry['position']}): "
+                    f"{entry['problem']}: {entry['script']['path']} (scripts folder "
+                    f"{snapshot.scripts_root.name}/); {effect} until it is fixed"
+                )
+    return sessions, missing
+
+
+def missing_script(scripts_root: Path, script_path: str) -> str | None:
+    """Why a hook's script is not deployed, or None when a file is there (or when the path leads
+    out of the folder: a problem of the hooks file itself, see `validation.hook_problems`)."""
+    if not script_inside(scripts_root, script_path) or resolve_script(scripts_root, script_path).is_file():
+        return None
+    return (
+        f"no script {script_path} in the scripts folder ({scripts_root.name}/): deploy the file "
+        "there first, or fix the path"
+    )
+
+
+def script_problems(
+    hook: HookRefs, scripts_root: Path, known: dict[tuple[str, bool], list[Problem]] | None = None
+) -> list[Problem]:
+    """Referential integrity of a hook's script, as deployed now: the file is there and, for a
+    hook with execId, defines handle(event). An error for the API's writes and `proxy-hooks
+    check`; a hooks file that has one still loads, and the hook fails as its failure_mode says.
+    Blocking (it looks at the disk); `known` memoises it per script within one check."""
+    if hook.script is None:
+        return []
+    key = (hook.script, hook.exec_id is not None)
+    if known is not None and key in known:
+        return known[key]
+    problems = []
+    missing = missing_script(scripts_root, hook.script)
+    if missing is not None:
+        problems.append(Problem("script.path", missing))
+    elif hook.exec_id is not None:
+        problem = handle_problem(resolve_script(scripts_root, hook.script))
+        if problem is not None:
+            problems.append(Problem("script.path", problem))
+    if known is not None:
+        known[key] = problems
+    return problems
+
+
+def deployment_problems(refs: FileRefs, scripts_root: Path | None) -> list[Problem]:
+    """`script_problems` of every hook of a file."""
+    if scripts_root is None:
+        return []
+    known: dict[tuple[str, bool], list[Problem]] = {}
+    return [
+        problem.under(f"hooks.{service}[{position}]")
+        for service, position, hook in refs.hookable()
+        for problem in script_problems(hook, scripts_root, known)
+    ]

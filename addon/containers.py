@@ -3,10 +3,21 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from addon.catalog import deployment_problems
+from addon.model import HooksFile
 from addon.store import FileUnusable, HooksStore, Snapshot
-from addon.validation import InvalidInput, json_object, load_hooks_file
+from addon.validation import (
+    InvalidInput,
+    Problem,
+    in_order,
+    inspect_hooks_file,
+    json_object,
+    load_hooks_file,
+    problem_lines,
+)
 
 
 class ConfigError(Exception):
@@ -22,10 +33,6 @@ def hooks_files(path: Path) -> list[Path]:
     if path.is_dir():
         return sorted(p for p in path.glob("*.json") if not p.name.startswith("."))
     return [path]
-
-
-def _problem_lines(path: Path, exc: InvalidInput | FileUnusable) -> list[str]:
-    return [f"{path}: {problem}" for problem in exc.problems]
 
 
 class Containers:
@@ -47,7 +54,7 @@ class Containers:
             try:
                 snapshot = store.open()
             except FileUnusable as exc:
-                lines += _problem_lines(file, exc)
+                lines += problem_lines(file, exc.problems)
                 continue
             if snapshot.container in stores:
                 other = stores[snapshot.container].path
@@ -65,42 +72,64 @@ class Containers:
         return iter(sorted(self._stores.items()))
 
 
-def check(path: Path) -> tuple[list[str], list[str]]:
-    """Validate hooks files without changing them: (problem lines, one summary line per good file)."""
-    if not path.exists():
-        return [f"{path}: no such file or folder"], []
-    problems: list[str] = []
-    good: list[str] = []
+@dataclass
+class CheckReport:
+    """What `check` found under a path."""
+
+    good: list[str] = field(default_factory=list)  # a summary line per file without problems
+    errors: list[str] = field(default_factory=list)  # every problem, file by file, in field order
+    # The subset that stops a proxy loading a file; a script not (yet) deployed does not: the
+    # file loads and that hook fails as its failure_mode says, so a half-deployed folder never
+    # stops the proxy.
+    blocking: list[str] = field(default_factory=list)
+
+
+def check(path: Path) -> CheckReport:
+    """Validate hooks files without changing them, reporting every problem of every file."""
+    report = CheckReport()
+    files = hooks_files(path) if path.exists() else []
+    if not files:
+        missing = "no such file or folder" if not path.exists() else "no *.json hooks files in this folder"
+        report.errors.append(f"{path}: {missing}")
+        report.blocking.append(f"{path}: {missing}")
     seen: dict[str, Path] = {}
-    for file in hooks_files(path):
-        try:
-            hooks_file = load_hooks_file(file, json_object(file.read_bytes()))
-        except OSError as exc:
-            problems.append(f"{file}: cannot read: {exc.strerror or exc}")
-            continue
-        except InvalidInput as exc:
-            problems += _problem_lines(file, exc)
-            continue
-        if hooks_file.container in seen:
-            problems.append(
-                f"{file}: container: {hooks_file.container!r} is also defined in {seen[hooks_file.container]}"
+    for file in files:
+        blocking, scripts, hooks_file = _check_file(file, seen)
+        report.blocking += problem_lines(file, blocking)
+        report.errors += problem_lines(file, in_order(blocking + scripts))
+        if hooks_file is not None and not blocking and not scripts:
+            count = sum(len(hooks) for hooks in hooks_file.hooks.values())
+            report.good.append(
+                f"{file}: ok (container {hooks_file.container!r}, version {hooks_file.file_version}, "
+                f"{len(hooks_file.services)} services, {count} hooks)"
             )
-            continue
-        seen[hooks_file.container] = file
-        count = sum(len(hooks) for hooks in hooks_file.hooks.values())
-        good.append(
-            f"{file}: ok (container {hooks_file.container!r}, version {hooks_file.file_version}, "
-            f"{len(hooks_file.services)} services, {count} hooks)"
-        )
-    return problems, good
+    return report
+
+
+def _check_file(file: Path, seen: dict[str, Path]) -> tuple[list[Problem], list[Problem], HooksFile | None]:
+    """(problems that stop the file loading, problems with its scripts as deployed, the model)."""
+    try:
+        inspected = inspect_hooks_file(file, json_object(file.read_bytes()))
+    except OSError as exc:
+        return [Problem("", f"cannot read: {exc.strerror or exc}")], [], None
+    except InvalidInput as exc:  # not JSON, or not an object
+        return exc.problems, [], None
+    blocking = list(inspected.problems)
+    container = inspected.refs.container
+    if container is not None and not any(p.field == "container" for p in blocking):
+        if container in seen:
+            blocking.append(Problem("container", f"{container!r} is also defined in {seen[container]}"))
+        else:
+            seen[container] = file
+    return blocking, deployment_problems(inspected.refs, inspected.scripts_root), inspected.hooks_file
 
 
 def read_only_snapshots(path: Path) -> list[Snapshot]:
     """Every valid container under `path`, as on disk, without writing anything (no minted ids,
     no version bumps): for offline tools. ConfigError lists what is wrong."""
-    problems, _ = check(path)
-    if problems:
-        raise ConfigError(problems)
+    blocking = check(path).blocking
+    if blocking:
+        raise ConfigError(blocking)
     return [
         Snapshot(file, load_hooks_file(file, json_object(file.read_bytes()))) for file in hooks_files(path)
     ]

@@ -8,9 +8,18 @@ from __future__ import annotations
 
 import datetime as dt
 
-from addon.model import RESERVED_SERVICES, Hook, HookCreate, HookList, HookReplace, HooksFile, spec_fields
+from addon.model import (
+    RESERVED_SERVICES,
+    Hook,
+    HookCreate,
+    HookList,
+    HookReplace,
+    HooksFile,
+    reserved_service,
+    spec_fields,
+)
 from addon.store import new_hook_id
-from addon.validation import InvalidInput, Problem, new_hook_problems
+from addon.validation import InvalidInput, Problem, duplicate_ids
 
 
 class NotFound(LookupError):
@@ -22,10 +31,19 @@ class NotFound(LookupError):
         self.field = field
 
 
+def reserved(service: str) -> NotFound:
+    """The 404 for a reject-listed service, declared or not."""
+    return NotFound("service", f"{reserved_service(service)}: it has no hooks")
+
+
+def hookable_services(hooks_file: HooksFile) -> list[str]:
+    """The services that can have hooks: all but the reject-listed ones a file may declare."""
+    return [service for service in hooks_file.services if service not in RESERVED_SERVICES]
+
+
 def service_hooks(hooks_file: HooksFile, service: str) -> list[Hook]:
     if service in RESERVED_SERVICES:
-        reserved = ", ".join(sorted(RESERVED_SERVICES))
-        raise NotFound("service", f"service {service!r} is reject-listed ({reserved}): it has no hooks")
+        raise reserved(service)
     if service not in hooks_file.services:
         defined = ", ".join(sorted(hooks_file.services)) or "none"
         raise NotFound("service", f"service {service!r} (defined: {defined})")
@@ -47,17 +65,61 @@ def _stored(body: HookCreate | HookReplace, hook_id: str, created: dt.datetime, 
     return Hook.model_validate({**spec_fields(body), "id": hook_id, "created_at": created, "updated_at": now})
 
 
-def _position_problem(position: int, limit: int, what: str) -> InvalidInput:
-    return InvalidInput([Problem("position", f"must be 0-{limit} to {what}, got {position}")])
+# The rules on `position` and an echoed `id` that need the service's list. The API checks them
+# on the body as sent (beside pydantic's field rules, to report everything at once) and the
+# edits again on the file as it is under the store's lock. Values of the wrong type are left to
+# pydantic.
+
+
+def _position(value: object) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
+
+
+def insert_problems(count: int, position: object) -> list[Problem]:
+    """A new hook goes at 0..count (count: append)."""
+    at = _position(position)
+    if at is None or at <= count:
+        return []
+    return [Problem("position", f"must be 0-{count} to insert into a list of {count} hooks, got {at}")]
+
+
+def move_problems(count: int, position: object) -> list[Problem]:
+    """A hook moves within 0..count-1."""
+    to = _position(position)
+    if to is None or to < count:
+        return []
+    return [Problem("position", f"must be 0-{count - 1} to move within a list of {count} hooks, got {to}")]
+
+
+def replace_problems(hook_id: str, position: int, given_id: object, given_position: object) -> list[Problem]:
+    """A full replace may echo the hook's own id and position, nothing else."""
+    problems = []
+    if isinstance(given_id, str) and given_id != hook_id:
+        problems.append(
+            Problem("id", f"must be the id of the hook being replaced ({hook_id}); ids never change")
+        )
+    at = _position(given_position)
+    if at is not None and at != position:
+        problems.append(
+            Problem(
+                "position",
+                f"must be the hook's current position ({position}); move it with PATCH …/position",
+            )
+        )
+    return problems
+
+
+def _raise(problems: list[Problem]) -> None:
+    if problems:
+        raise InvalidInput(problems)
 
 
 def insert_hook(
     hooks_file: HooksFile, service: str, body: HookCreate, now: dt.datetime
 ) -> tuple[HooksFile, tuple[int, Hook]]:
     hooks = list(service_hooks(hooks_file, service))
+    _raise(insert_problems(len(hooks), body.position))
     position = len(hooks) if body.position is None else body.position
-    if position > len(hooks):
-        raise _position_problem(position, len(hooks), f"insert into a list of {len(hooks)} hooks")
     hook = _stored(body, new_hook_id(), now, now)
     hooks.insert(position, hook)
     return _with_hooks(hooks_file, service, hooks), (position, hook)
@@ -67,20 +129,7 @@ def replace_hook(
     hooks_file: HooksFile, service: str, hook_id: str, body: HookReplace, now: dt.datetime
 ) -> tuple[HooksFile, tuple[int, Hook]]:
     position, old = find_hook(hooks_file, service, hook_id)
-    problems = []
-    if body.id is not None and body.id != hook_id:
-        problems.append(
-            Problem("id", f"must be the id of the hook being replaced ({hook_id}); ids never change")
-        )
-    if body.position is not None and body.position != position:
-        problems.append(
-            Problem(
-                "position",
-                f"must be the hook's current position ({position}); move it with PATCH …/position",
-            )
-        )
-    if problems:
-        raise InvalidInput(problems)
+    _raise(replace_problems(hook_id, position, body.id, body.position))
     hook = _stored(body, hook_id, old.created_at or now, now)
     hooks = list(service_hooks(hooks_file, service))
     hooks[position] = hook
@@ -92,8 +141,7 @@ def move_hook(
 ) -> tuple[HooksFile, tuple[int, Hook]]:
     current, hook = find_hook(hooks_file, service, hook_id)
     hooks = list(service_hooks(hooks_file, service))
-    if position >= len(hooks):
-        raise _position_problem(position, len(hooks) - 1, f"move within a list of {len(hooks)} hooks")
+    _raise(move_problems(len(hooks), position))
     hooks.insert(position, hooks.pop(current))
     return _with_hooks(hooks_file, service, hooks), (position, hook)
 
@@ -124,7 +172,5 @@ def replace_all(
         old = existing.get(item.id)
         created = old.created_at if old is not None and old.created_at else now
         hooks.append(_stored(item, item.id or new_hook_id(), created, now))
-    problems = new_hook_problems(hooks)
-    if problems:
-        raise InvalidInput(problems)
+    _raise(duplicate_ids((f"hooks[{index}]", hook.id) for index, hook in enumerate(hooks)))
     return _with_hooks(hooks_file, service, hooks), hooks

@@ -12,6 +12,7 @@ import asyncio
 import collections.abc
 import contextlib
 import datetime as dt
+import errno
 import functools
 import logging
 import os
@@ -28,17 +29,21 @@ from aiohttp import web
 from mitmproxy import ctx, exceptions, http, tcp
 from mitmproxy.proxy import commands, events, layer
 
+from addon import metrics
 from addon.admission import Refused, admit, check_headers
+from addon.capture import DEFAULT_BODY_MAX
+from addon.catalog import deployment_problems
 from addon.containers import ConfigError, Containers
 from addon.engine import Execution, HookRun, Verdict, run_hook
+from addon.event_location import default_events_path
 from addon.event_recorder import (
     DEFAULT_MAX_AGE_DAYS,
     DEFAULT_MAX_ROWS,
     DEFAULT_QUEUE,
     EventRecorder,
-    default_events_path,
 )
 from addon.event_store import SQLiteEventStore
+from addon.flow_capture import exchange_of
 from addon.flows import (
     HOOK_HEADER,
     METADATA_KEY,
@@ -62,10 +67,11 @@ from addon.matching import (
     resolve_service,
 )
 from addon.paths import ENCODED_SLASH_MODES, EncodedSlashes
-from addon.protocol import DEFAULT_EVENT_BODY_MAX, Phase
+from addon.protocol import DEFAULT_EVENT_BODY_MAX, Phase, ScriptEvent
 from addon.recorder import LogRecorder, Recorder, log_every_run
 from addon.scripts import Runtimes, become_subreaper, minimal_env
 from addon.sessions import DEFAULT_IDLE_S, SessionPool
+from addon.validation import FileRefs, problem_lines
 from addon.watcher import watch_hooks_files
 from control_api.app import ApiSettings
 from control_api.hosts import parse_hosts
@@ -153,9 +159,11 @@ class ProxyHooks:
         )
         loader.add_option(
             "hooks_events",
-            str,
-            str(default_events_path()),
-            "SQLite file where every hook run is recorded (created on first use). Empty: none.",
+            Optional[str],  # noqa: UP045
+            None,
+            "SQLite file where every hook run is recorded (created on first use). Unset: "
+            "<config folder>/.proxy-hooks/events.db beside hooks_config, or, when that folder is "
+            "read-only, $XDG_STATE_HOME/proxy-hooks/<digest of its path>/events.db. Empty: none.",
         )
         loader.add_option(
             "hooks_events_max_rows", int, DEFAULT_MAX_ROWS, "Keep at most this many events (oldest go first)."
@@ -194,6 +202,13 @@ class ProxyHooks:
             int(DEFAULT_IDLE_S),
             "Seconds an exec-session worker (hooks with script.execId) may sit idle before it exits; "
             "the next run starts it again.",
+        )
+        loader.add_option(
+            "hooks_capture_body_max",
+            int,
+            DEFAULT_BODY_MAX,
+            "Bytes of each request and response body a hook with capture keeps (the rest is cut, "
+            "and the exchange says truncated).",
         )
         loader.add_option(
             "hooks_encoded_slashes",
@@ -254,6 +269,8 @@ class ProxyHooks:
             self.event_body_max = ctx.options.hooks_event_body_max
         if "hooks_script_user" in updated:
             self.sessions.set_user(_script_user(ctx.options.hooks_script_user))
+        if "hooks_capture_body_max" in updated and ctx.options.hooks_capture_body_max < 0:
+            raise exceptions.OptionsError("hooks_capture_body_max must be 0 or more (bytes)")
         if "hooks_exec_idle" in updated:
             if ctx.options.hooks_exec_idle < 1:
                 raise exceptions.OptionsError("hooks_exec_idle must be at least 1 (seconds)")
@@ -264,7 +281,8 @@ class ProxyHooks:
         try:
             if updated & {"hooks_api", "hooks_api_token", "hooks_api_hosts"}:
                 self._check_api_options()
-            if updated & EVENT_OPTIONS:
+            # The default store lives beside the hooks, so it moves with hooks_config.
+            if updated & EVENT_OPTIONS or ("hooks_config" in updated and ctx.options.hooks_events is None):
                 self._configure_events()
             if "hooks_config" in updated:
                 self._load_config(ctx.options.hooks_config)
@@ -425,6 +443,7 @@ class ProxyHooks:
             return
         if match is None:
             return
+        metrics.flow_seen(match.container.name, match.service.name, match.hook is not None)
         attempt.match = match
         attempt.stage = "routing to the service's upstream"
         if match.service.upstream:
@@ -458,7 +477,7 @@ class ProxyHooks:
         self._finish(flow, run)
 
     async def _run_and_apply(
-        self, flow: http.HTTPFlow, match: _Match, attempt: _Attempt, run: HookRun, event: dict[str, Any]
+        self, flow: http.HTTPFlow, match: _Match, attempt: _Attempt, run: HookRun, event: ScriptEvent
     ) -> bool:
         """Run the script, judge its answer, apply the verdict; whether it asked to see the
         response."""
@@ -498,6 +517,7 @@ class ProxyHooks:
             flow.metadata[METADATA_KEY] = run.as_dict()
             if flow.response is not None:
                 _stamp(flow, run)
+            self._capture(flow, run)
         except Exception:  # even describing the failure failed: refuse the flow
             log.exception("proxy-hooks: cannot report the failure of hook %s", match.hook.id)
             if closed:
@@ -509,8 +529,10 @@ class ProxyHooks:
             log.exception("proxy-hooks: cannot record the failed run of hook %s", run.hook_id)
 
     def _for_a_service(self, flow: http.HTTPFlow) -> bool:
+        """Whether the flow is for a service whose hooks judge it (not a reject-listed one)."""
         try:
-            return resolve_service(self._compiled_containers(), flow_names(flow)) is not None
+            found = resolve_service(self._compiled_containers(), flow_names(flow))
+            return found is not None and not found[1].reserved
         except Exception:  # BadHost, Misdirected, or a bug: `request` refuses it; hold the body
             return True
 
@@ -518,7 +540,18 @@ class ProxyHooks:
 
     def _finish(self, flow: http.HTTPFlow, run: HookRun) -> None:
         _stamp(flow, run)
+        self._capture(flow, run)
         self._record(run)
+
+    def _capture(self, flow: http.HTTPFlow, run: HookRun) -> None:
+        """A capturing hook's exchange, for its event. Observation only: a failure here loses
+        the capture, never the verdict."""
+        if run.capture is None or self.events is None:
+            return
+        try:
+            run.exchange = exchange_of(flow, run.capture, ctx.options.hooks_capture_body_max)
+        except Exception:
+            log.exception("proxy-hooks: cannot capture the exchange of hook %s", run.hook_id)
 
     def _compiled_containers(self) -> list[CompiledContainer]:
         if self.containers is None:
@@ -544,6 +577,14 @@ class ProxyHooks:
         if admitted is None:
             return None
         container, service = admitted.container, admitted.service
+        if admitted.path is None:  # a reject-listed service: no hook, nothing read or rewritten
+            # Except a switch to another protocol (h2c): past it, requests for any service could
+            # ride the connection to an upstream this one shares, unseen.
+            flow.metadata[SERVICE_KEY] = f"{container.name}/{service.name}"
+            _no_protocol_switch(flow)
+            if service.upstream:
+                _route(flow, service.upstream)
+            return None
         check_headers(flow.request.headers.items(multi=True), service.read_headers)
         flow.metadata[SERVICE_KEY] = f"{container.name}/{service.name}"
         _no_protocol_switch(flow)
@@ -563,19 +604,19 @@ class ProxyHooks:
             match.client,
         )
 
-    def _event(self, flow: http.HTTPFlow, run: HookRun, match: _Match) -> dict[str, Any]:
+    def _event(self, flow: http.HTTPFlow, run: HookRun, match: _Match) -> ScriptEvent:
         assert match.hook is not None
         user = match.client.request.user
         return hook_event(flow, run, match.hook, match.container.name, run.service, user, self.event_body_max)
 
-    async def _run(self, match: _Match, event: dict[str, Any]) -> Verdict:
+    async def _run(self, match: _Match, event: ScriptEvent) -> Verdict:
         assert match.hook is not None
         container = match.container
         return await run_hook(
             match.hook, event, container.scripts_root, self.execution, container.session_scripts
         )
 
-    async def _observe(self, run: HookRun, match: _Match, event: dict[str, Any]) -> None:
+    async def _observe(self, run: HookRun, match: _Match, event: ScriptEvent) -> None:
         """An async hook: runs beside the flow, never delays it, and its answer is not applied."""
         try:
             verdict = await self._run(match, event)
@@ -591,6 +632,7 @@ class ProxyHooks:
             log.exception("proxy-hooks: cannot record the run of async hook %s", run.hook_id)
 
     def _record(self, run: HookRun) -> None:
+        metrics.run_recorded(run)
         self.recorder.record(run)
         if self.events is not None:
             self.events.record(run)
@@ -619,20 +661,35 @@ class ProxyHooks:
             raise exceptions.OptionsError(message) from None
         names = ", ".join(f"{n} v{s.last_good.version}" for n, s in self.containers if s.last_good)
         log.info("proxy-hooks: enforcing hooks of %s", names)
+        self._warn_undeployed()
+
+    def _warn_undeployed(self) -> None:
+        """Hooks whose script is not there (or, for an exec session, has no handle): the files
+        load all the same, so a half-deployed folder never stops the proxy; each such hook fails
+        as its failure_mode says until the script is deployed. /healthz says so too."""
+        assert self.containers is not None
+        for _, store in self.containers:
+            snapshot = store.last_good
+            if snapshot is None:
+                continue
+            refs = FileRefs.of(snapshot.hooks_file)
+            for line in problem_lines(store.path, deployment_problems(refs, snapshot.scripts_root)):
+                log.warning("proxy-hooks: %s (until then the hook fails as its failure_mode says)", line)
 
     def _configure_events(self) -> None:
-        path = ctx.options.hooks_events
+        path = _events_path(ctx.options.hooks_events, ctx.options.hooks_config)
         for name in ("hooks_events_max_rows", "hooks_events_queue"):
             if getattr(ctx.options, name) < 1:
                 raise exceptions.OptionsError(f"{name} must be at least 1")
         if ctx.options.hooks_events_max_age_days < 0:
             raise exceptions.OptionsError("hooks_events_max_age_days must be 0 (keep) or more")
-        if not path:
+        if path is None:
             self.events = None
             return
         days = ctx.options.hooks_events_max_age_days
+        log.info("proxy-hooks: recording hook runs in %s", path)
         self.events = EventRecorder(
-            SQLiteEventStore(Path(path)),
+            SQLiteEventStore(path),
             queue_size=ctx.options.hooks_events_queue,
             max_rows=ctx.options.hooks_events_max_rows,
             max_age=dt.timedelta(days=days) if days else None,
@@ -667,7 +724,11 @@ class ProxyHooks:
             try:
                 sock = bind(host, port)
             except OSError as exc:
-                log.error("proxy-hooks: cannot serve the control API on %s: %s", listen, exc.strerror or exc)
+                if exc.errno == errno.EADDRINUSE:
+                    reason = f"port {port} is in use; pick another with --set hooks_api=HOST:PORT"
+                else:
+                    reason = f"cannot serve the control API on {listen}: {exc.strerror or exc}"
+                log.error("proxy-hooks: %s", reason)
                 return
             self._spawn(self._serve_api(sock))
 
@@ -688,6 +749,7 @@ class ProxyHooks:
         log.info("proxy-hooks control API listening on %s", self.api_url)
 
     def _config_changed(self, container: str, kind: str, version: int | None, problems: Any) -> None:
+        metrics.config_changed(container, kind)
         if self.events is not None:
             self.events.config_changed(container, kind, version, problems)
 
@@ -705,6 +767,13 @@ class ProxyHooks:
             with contextlib.suppress(RuntimeError):
                 asyncio.get_running_loop().create_task(runner.cleanup())
         self.api_url = None
+
+
+def _events_path(option: str | None, config: str | None) -> Path | None:
+    """hooks_events as given (empty: none), or the store beside the hooks configuration."""
+    if option is not None:
+        return Path(option) if option else None
+    return default_events_path(Path(config), create=True) if config else None
 
 
 @dataclass

@@ -14,7 +14,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from addon.capture import Exchange
+from addon.changes import RunChanges
 from addon.matching import ClientView, CompiledHook
+from addon.model import Capture
 from addon.protocol import BadAnswer, Outcome, Phase, ScriptAnswer, parse_answer, parse_answer_object
 from addon.scripts import RunResult, Runtimes, ScriptUnavailable, open_script, run_script, runtime_name
 from addon.sessions import SessionKey, SessionPool, script_stamp, session_runtime
@@ -73,6 +76,9 @@ class HookRun:
     duration_ms: float | None = None
     error: str | None = None
     stderr: str | None = None  # what the script wrote there, trimmed: traces, diagnostics
+    changes: RunChanges | None = None  # what the applied answer did (addon.changes)
+    capture: Capture | None = None  # the hook keeps its exchanges (`capture`), redacting these headers
+    exchange: Exchange | None = None  # the exchange captured, stored beside the run's event
     ts: str = field(
         default_factory=lambda: (
             dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
@@ -99,6 +105,7 @@ class HookRun:
             path=facts.path,
             client=facts.client_address,
             groups=sorted(client.groups),
+            capture=hook.hook.capture_spec(),
         )
 
     @property
@@ -115,7 +122,11 @@ class HookRun:
             self.stderr = _excerpt(verdict.result.stderr_text, MAX_STDERR_SHOWN) or None
 
     def as_dict(self) -> dict[str, Any]:
-        return {**self.__dict__, "blocked": self.blocked}
+        """For flow.metadata: plain JSON values only (flows can be saved; the capture stays with
+        the event)."""
+        plain = {k: v for k, v in self.__dict__.items() if k not in ("capture", "exchange")}
+        changes = None if self.changes is None else self.changes.model_dump(mode="json")
+        return {**plain, "blocked": self.blocked, "changes": changes}
 
 
 FileIdentity = tuple[int, int, int, int]  # device, inode, size, mtime (ns)

@@ -25,7 +25,6 @@ import sqlite3
 import threading
 import time
 from collections import deque
-from pathlib import Path
 
 from addon.engine import HookRun
 from addon.event_store import SQLiteEventStore, is_corrupt
@@ -273,7 +272,3 @@ class EventRecorder:
                 pass
         except (sqlite3.Error, OSError) as exc:
             log.warning("proxy-hooks: cannot apply events retention: %s", exc)
-
-
-def default_events_path() -> Path:
-    return Path(".proxy-hooks") / "events.db"

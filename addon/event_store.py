@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import json
 import math
 import os
 import sqlite3
@@ -17,7 +18,8 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from addon.events import OUTCOMES, Event, EventQuery, iso_utc
+from addon.capture import Exchange
+from addon.events import EVENT_KINDS, OUTCOMES, RUN_KINDS, Event, EventQuery, iso_utc
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
@@ -31,14 +33,30 @@ CREATE TABLE IF NOT EXISTS events (
     outcome TEXT,
     blocked INTEGER NOT NULL DEFAULT 0,
     duration_ms REAL,
-    data TEXT NOT NULL
+    data TEXT NOT NULL,
+    client TEXT,
+    changed INTEGER,
+    exchange TEXT
 );
 CREATE INDEX IF NOT EXISTS events_by_container ON events (container, seq);
 CREATE INDEX IF NOT EXISTS events_by_hook ON events (container, hook_id, seq);
 CREATE INDEX IF NOT EXISTS events_by_time ON events (container, ts);
 """
+# Columns added since the first schema, added to an older file when it is opened (`create`):
+# `client` (the run's client address, for stats' recentClients) and `changed` (1/0 when a run's
+# answer changed the exchange or not, NULL for other kinds and for runs recorded before `changes`
+# existed: unknown, so they match neither changed=true nor changed=false).
+ADDED_COLUMNS = (("client", "TEXT"), ("changed", "INTEGER"), ("exchange", "TEXT"))
+RECENT_CLIENTS = 10
 PRUNE_CHUNK = 5000
 PERIODS = {"24h": dt.timedelta(hours=24), "7d": dt.timedelta(days=7), "30d": dt.timedelta(days=30)}
+# The stats' timeline: hourly buckets over a day, daily ones beyond (the width of the ISO prefix
+# that names a bucket, and the bucket's length).
+BUCKETS = {
+    "24h": (13, dt.timedelta(hours=1)),
+    "7d": (10, dt.timedelta(days=1)),
+    "30d": (10, dt.timedelta(days=1)),
+}
 
 
 # SQLite's own words for "this file is not (or no longer) a database we can use".
@@ -83,6 +101,7 @@ class SQLiteEventStore:
             db.execute("PRAGMA busy_timeout = 10000")
             db.execute("PRAGMA journal_mode = WAL")
             db.executescript(SCHEMA)
+            migrate(db)
             db.execute("SELECT count(*) FROM events").fetchone()  # a corrupt file fails here
         finally:
             db.close()
@@ -132,14 +151,16 @@ class SQLiteEventStore:
                 return self.insert(events, own)
         rows = [
             (e.id, e.ts, e.kind, e.container, e.service, e.hook_id, e.outcome, int(e.blocked),
-             e.duration_ms, e.model_dump_json())
+             e.duration_ms, e.model_dump_json(), e.client, _changed(e),
+             None if e._exchange is None else e._exchange.model_dump_json())
             for e in events
         ]  # fmt: skip
         db.execute("BEGIN")
         try:
             db.executemany(
                 "INSERT INTO events (id, ts, kind, container, service, hook_id, outcome, blocked,"
-                " duration_ms, data) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " duration_ms, data, client, changed, exchange)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 rows,
             )
         except BaseException:
@@ -195,10 +216,46 @@ class SQLiteEventStore:
         return page, (str(page[-1][0]) if more and page else None)
 
     def runs(
-        self, container: str, service: str, hook_id: str, last: int, outcomes: Sequence[str]
+        self,
+        container: str,
+        service: str,
+        hook_id: str,
+        last: int,
+        outcomes: Sequence[str],
+        changed: bool | None = None,
     ) -> list[Event]:
-        query = EventQuery(service=service, hookId=hook_id, outcome=list(outcomes), kind=["run"], limit=last)
+        query = EventQuery(
+            service=service, hookId=hook_id, outcome=list(outcomes), kind=["run"], limit=last, changed=changed
+        )
         return [event for _, event in self.query(container, query)[0]]
+
+    def exchange(self, container: str, event_id: str) -> tuple[Event, Exchange | None] | None:
+        """An event and its captured exchange (None: its hook does not capture); None: no such
+        event in the container."""
+        with self._connect() as db:
+            row = db.execute(
+                "SELECT data, exchange FROM events WHERE container = ? AND id = ?", (container, event_id)
+            ).fetchone()
+        if row is None:
+            return None
+        return Event.model_validate_json(row[0]), None if row[1] is None else Exchange.model_validate_json(
+            row[1]
+        )
+
+    def captured(self, container: str, query: EventQuery) -> list[tuple[Event, Exchange]]:
+        """The newest `query.limit` captured exchanges matching the filters, oldest first."""
+        where, params = _filters(container, query)
+        where.append("exchange IS NOT NULL")
+        if query.cursor is not None:
+            where.append("seq < ?")
+            params.append(int(query.cursor))
+        sql = f"SELECT data, exchange FROM events WHERE {' AND '.join(where)} ORDER BY seq DESC LIMIT ?"
+        with self._connect() as db:
+            rows = db.execute(sql, [*params, query.limit]).fetchall()
+        return [
+            (Event.model_validate_json(data), Exchange.model_validate_json(exchange))
+            for data, exchange in reversed(rows)
+        ]
 
     def last_seq(self, container: str) -> int:
         with self._connect() as db:
@@ -244,6 +301,21 @@ class SQLiteEventStore:
                 " GROUP BY day ORDER BY day",
                 args,
             ).fetchall()
+            by_kind = dict(
+                db.execute(
+                    "SELECT kind, count(*) FROM events WHERE container = ? AND ts >= ? GROUP BY kind", args
+                ).fetchall()
+            )
+            clients = db.execute(
+                f"SELECT client, max(ts), count(*) {base} AND client IS NOT NULL"
+                " GROUP BY client ORDER BY max(ts) DESC, max(seq) DESC LIMIT ?",
+                (*args, RECENT_CLIENTS),
+            ).fetchall()
+            width = BUCKETS[period][0]
+            buckets = db.execute(
+                f"SELECT substr(ts, 1, {width}) AS bucket, outcome, count(*) {base} GROUP BY bucket, outcome",
+                args,
+            ).fetchall()
         return {
             "period": period,
             "totalEvents": total,
@@ -263,7 +335,75 @@ class SQLiteEventStore:
                 {"date": day, "total": n, "blocked": b, "allowed": n - b, "avgDurationMs": _ms(d)}
                 for day, n, b, d in days
             ],
+            "eventsByKind": {kind: by_kind.get(kind, 0) for kind in EVENT_KINDS},
+            "notes": by_kind.get("note", 0),
+            "recentClients": [
+                {"address": address, "lastSeen": last, "runs": n} for address, last, n in clients
+            ],
+            "timeline": _timeline(period, since, buckets),
         }
+
+
+def _changed(event: Event) -> int | None:
+    """The `changed` column: known for runs only."""
+    return int(event.changes is not None) if event.kind in RUN_KINDS else None
+
+
+def migrate(db: sqlite3.Connection) -> None:
+    """Bring a file written by an older version up to this schema, once: the columns added since
+    (`ADDED_COLUMNS`), with `client` filled from each stored event. Checked and done in one
+    write transaction, so two processes opening the same old file add each column once."""
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        present = {row[1] for row in db.execute("PRAGMA table_info(events)")}
+        for name, declaration in ADDED_COLUMNS:
+            if name not in present:
+                db.execute(f"ALTER TABLE events ADD COLUMN {name} {declaration}")
+        if "client" not in present:
+            _fill_clients(db)
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    db.execute("COMMIT")
+
+
+def _fill_clients(db: sqlite3.Connection) -> None:
+    """`client` of the runs already stored, from their JSON: in SQL where SQLite has its JSON
+    functions (built in since 3.38; ten times faster), else row by row."""
+    try:
+        db.execute("UPDATE events SET client = json_extract(data, '$.client') WHERE kind = 'run'")
+    except sqlite3.OperationalError:  # no json_extract in this SQLite
+        rows = db.execute("SELECT seq, data FROM events WHERE kind = 'run'").fetchall()
+        db.executemany(
+            "UPDATE events SET client = ? WHERE seq = ?",
+            [(json.loads(data).get("client"), seq) for seq, data in rows],
+        )
+
+
+def _timeline(period: str, since: str, rows: list[tuple[str, str, int]]) -> list[dict[str, Any]]:
+    """Runs per bucket and outcome, every bucket of the period listed (empty ones too), oldest
+    first, so a chart's x axis is the period itself."""
+    width, step = BUCKETS[period]
+    counts: dict[str, dict[str, int]] = {}
+    for bucket, outcome, n in rows:
+        counts.setdefault(bucket, {})[outcome] = n
+    start = dt.datetime.fromisoformat(since.replace("Z", "+00:00")).replace(minute=0, second=0, microsecond=0)
+    if step >= dt.timedelta(days=1):
+        start = start.replace(hour=0)
+    end = dt.datetime.now(dt.UTC)
+    timeline = []
+    while start <= end:
+        key = start.strftime("%Y-%m-%dT%H" if width == 13 else "%Y-%m-%d")
+        found = counts.get(key, {})
+        timeline.append(
+            {
+                "start": iso_utc(start),
+                "total": sum(found.values()),
+                "byOutcome": {o: found.get(o, 0) for o in OUTCOMES},
+            }
+        )
+        start += step
+    return timeline
 
 
 def _ms(value: float | None) -> float:
@@ -288,6 +428,9 @@ def _filters(container: str, query: EventQuery) -> tuple[list[str], list[Any]]:
     if query.blocked is not None:
         where.append("blocked = ?")
         params.append(int(query.blocked))
+    if query.changed is not None:
+        where.append("changed = ?")
+        params.append(int(query.changed))
     if query.since is not None:
         where.append("ts >= ?")
         params.append(iso_utc(query.since))

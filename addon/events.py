@@ -1,22 +1,42 @@
-"""What happened: one event per hook run (and per config reload or rejected edit), as a model.
+"""What happened: one event per hook run (and per config reload or rejected edit, and per note
+posted from outside the proxy), as a model.
 
 `Event` is the single definition of an event: the SQLite store keeps its JSON, the API returns it,
-the SSE stream sends it. `EventQuery` is the single definition of the filters.
+the SSE stream sends it. `EventQuery` is the single definition of the filters, `NoteCreate` of
+what a client may post.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import json
 import re
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    StringConstraints,
+    field_validator,
+)
 
+from addon.capture import Exchange
+from addon.changes import RunChanges
 from addon.engine import HookRun
+from addon.model import HookId, Name
 from addon.protocol import Outcome
 from addon.store import new_hook_id as new_ulid
 
-EventKind = Literal["run", "dry_run", "config_reload", "config_rejected"]
+EventKind = Literal["run", "dry_run", "config_reload", "config_rejected", "note"]
+EVENT_KINDS: tuple[EventKind, ...] = ("run", "dry_run", "config_reload", "config_rejected", "note")
+# Kinds that are hook runs, and so have `changes` (a dry run's are what the run would have done).
+RUN_KINDS: tuple[EventKind, ...] = ("run", "dry_run")
+MAX_NOTE_MESSAGE = 4000
+MAX_NOTE_DATA_BYTES = 16 * 1024
 MAX_LIMIT = 500
 DEFAULT_LIMIT = 100
 OUTCOMES: tuple[Outcome, ...] = (
@@ -67,13 +87,43 @@ class Event(BaseModel):
     error: str | None = None
     stderr: str | None = None
     file_version: int | None = None
+    changes: RunChanges | None = None  # runs: what the answer did to the exchange (null: nothing)
+    message: str | None = None  # notes
+    data: dict[str, Any] | None = None  # notes
+    # A captured exchange travels with its event to the store (its own column), never in the
+    # event's JSON: events stay small to list and stream.
+    _exchange: Exchange | None = PrivateAttr(default=None)
 
     @classmethod
     def from_run(cls, run: HookRun) -> Event:
         # Built on the event loop for every run. pydantic-core validates a plain dict faster
         # than `model_construct` fills one in Python (its per-field and default machinery
         # costs twice as much), and the record is checked on the way.
-        return cls.model_validate(run.as_dict())
+        fields = {name: getattr(run, name) for name in _RUN_FIELDS}
+        fields["blocked"] = run.blocked
+        return cls.model_validate(fields)._with_exchange(run.exchange)
+
+    def _with_exchange(self, exchange: Exchange | None) -> Event:
+        self._exchange = exchange
+        return self
+
+
+
+# The Event fields a HookRun has (the rest: the id, the kind, and what only other kinds carry).
+_RUN_FIELDS = tuple(name for name in Event.model_fields if name in HookRun.__dataclass_fields__)
+
+def query_bool(value: object) -> object:
+    """A query string's true/false (also 1/0), any case; ValueError for anything else."""
+    if isinstance(value, str):
+        if value.lower() in ("true", "1"):
+            return True
+        if value.lower() in ("false", "0"):
+            return False
+        raise ValueError(f"must be true or false, got {value!r}")
+    return value
+
+
+QueryBool = Annotated[bool, BeforeValidator(query_bool), Field(strict=False)]
 
 
 def _aware(value: dt.datetime) -> dt.datetime:
@@ -89,7 +139,8 @@ class EventQuery(BaseModel):
     hookId: str | None = None  # the API's spelling
     outcome: list[Outcome] = Field(default_factory=list)
     kind: list[EventKind] = Field(default_factory=list)
-    blocked: Annotated[bool, Field(strict=False)] | None = None
+    blocked: QueryBool | None = None
+    changed: QueryBool | None = None  # runs whose answer changed the exchange (or not)
     since: dt.datetime | None = None
     until: dt.datetime | None = None
     limit: Annotated[int, Field(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT
@@ -112,13 +163,26 @@ class EventQuery(BaseModel):
             raise ValueError("must be a next_cursor value from a previous page")
         return value
 
-    @field_validator("blocked", mode="before")
-    @classmethod
-    def _blocked(cls, value: object) -> object:
-        if isinstance(value, str):
-            if value.lower() in ("true", "1"):
-                return True
-            if value.lower() in ("false", "0"):
-                return False
-            raise ValueError(f"must be true or false, got {value!r}")
-        return value
+
+def _small_json(value: dict[str, Any]) -> dict[str, Any]:
+    size = len(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode())
+    if size > MAX_NOTE_DATA_BYTES:
+        raise ValueError(
+            f"must be at most {MAX_NOTE_DATA_BYTES} bytes as JSON, got {size}; keep large payloads "
+            "elsewhere and put a link here"
+        )
+    return value
+
+
+class NoteCreate(BaseModel):
+    """POST …/proxy/events: a note from outside the proxy (a deploy marker, a finding), recorded
+    beside the runs as an event of kind `note`."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    message: Annotated[str, StringConstraints(min_length=1, max_length=MAX_NOTE_MESSAGE)]
+    service: Name | None = Field(None, description="a service of the container the note is about")
+    hookId: HookId | None = Field(None, description="a hook the note is about (its service is found)")
+    data: Annotated[dict[str, Any], AfterValidator(_small_json)] | None = Field(
+        None, description=f"any JSON object, at most {MAX_NOTE_DATA_BYTES} bytes as compact JSON"
+    )

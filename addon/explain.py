@@ -20,7 +20,7 @@ from addon.matching import (
     host_names,
     parse_host_header,
 )
-from addon.model import METHODS, HeaderMap
+from addon.model import METHODS, HeaderMap, reserved_service
 from addon.paths import EncodedSlashes
 
 
@@ -115,6 +115,13 @@ def explain(
             query, f"no service's hosts match {names} (hosts: {known or 'none defined'})", path=path
         )
     container, service = admitted.container, admitted.service
+    if admitted.path is None:
+        return {
+            **_unmatched(query, f"{reserved_service(service.name)}: its flows pass untouched, without hooks"),
+            "container": container.name,
+            "service": service.name,
+            "upstream": service.upstream,
+        }
     request = query.facts(admitted.path.canonical)
     client = ClientView(request, container.groups)
     winner: CompiledHook | None = None

@@ -12,14 +12,17 @@ from typing import Any, Protocol
 from mitmproxy import http
 from mitmproxy.net.http import status_codes
 
+from addon import changes
 from addon.engine import HookRun, Verdict
 from addon.matching import BadHost, CompiledHook, FlowNames, RequestFacts, host_names, parse_host_header
 from addon.protocol import (
     DEFAULT_EVENT_BODY_MAX,
     PROTOCOL_VERSION,
     BadAnswer,
+    Header,
     RequestChange,
     ResponseSpec,
+    ScriptEvent,
     body_bytes,
     event_body_fields,
     header_name_problem,
@@ -103,8 +106,8 @@ def flow_names(flow: http.HTTPFlow) -> FlowNames:
     )
 
 
-def _message_headers(message: http.Message) -> list[list[str]]:
-    return [[name, value] for name, value in message.headers.items(multi=True)]
+def _message_headers(message: http.Message) -> list[Header]:
+    return [(name, value) for name, value in message.headers.items(multi=True)]
 
 
 class Exchange(Protocol):
@@ -122,11 +125,12 @@ def hook_event(
     service: str,
     user: str | None = None,
     body_max: int = DEFAULT_EVENT_BODY_MAX,
-) -> dict[str, Any]:
-    """Protocol v1's stdin object; bodies cut at `body_max` bytes (`body_truncated` says so)."""
+) -> ScriptEvent:
+    """Protocol v1's stdin object (its type is the protocol's definition: mypy holds this to it);
+    bodies cut at `body_max` bytes (`body_truncated` says so)."""
     script = hook.hook.script
     request = flow.request
-    event: dict[str, Any] = {
+    event: ScriptEvent = {
         "version": PROTOCOL_VERSION,
         "phase": run.phase,
         "container": container,
@@ -158,9 +162,18 @@ def hook_event(
     return event
 
 
-def apply_request_change(flow: Exchange, change: RequestChange) -> None:
+def _shape(request: http.Request) -> changes.MessageShape:
+    return changes.MessageShape(
+        request.method,
+        request.path,
+        frozenset(name.lower() for name in request.headers),
+        len(request.raw_content or b""),
+    )
+
+
+def apply_request_change(flow: Exchange, change: RequestChange) -> changes.RunChanges | None:
     """Everything is checked before anything changes: a refused answer leaves the request as it
-    came (what `failure_mode: open` lets through)."""
+    came (what `failure_mode: open` lets through). Returns what changed."""
     request = flow.request
     content = body_bytes(change.body, change.body_base64)
     if change.path is not None and (problem := path_problem(change.path)):
@@ -168,6 +181,7 @@ def apply_request_change(flow: Exchange, change: RequestChange) -> None:
     edit = change.headers
     if edit is not None:
         _check_headers(edit.set, edit.remove)
+    before = _shape(request)
     if change.method is not None:
         request.method = change.method
     if change.path is not None:
@@ -179,6 +193,13 @@ def apply_request_change(flow: Exchange, change: RequestChange) -> None:
             request.headers[name] = value
     if content is not None:
         request.content = content
+    return changes.request_changes(
+        before,
+        _shape(request),
+        edit.set if edit is not None else (),
+        edit.remove if edit is not None else (),
+        body_replaced=content is not None,
+    )
 
 
 def _check_headers(headers: Mapping[str, str], remove: Iterable[str] = ()) -> None:
@@ -229,17 +250,23 @@ def response_from(spec: ResponseSpec, method: str = "GET") -> http.Response:
     return response
 
 
-def apply_response_change(response: http.Response, spec: ResponseSpec, method: str = "GET") -> None:
-    """Checked whole first, then applied (as `apply_request_change`)."""
+def apply_response_change(
+    response: http.Response, spec: ResponseSpec, method: str = "GET"
+) -> changes.RunChanges | None:
+    """Checked whole first, then applied (as `apply_request_change`). Returns what changed."""
     content = body_bytes(spec.body, spec.body_base64)
     body_size = len(content) if content is not None else len(response.raw_content or b"")
     _check_status(spec, response.status_code, body_size)
     _check_headers(spec.headers)
+    status_before, size_before = response.status_code, len(response.raw_content or b"")
     if spec.status is not None:
         _set_status(response, spec.status)
     for name, value in spec.headers.items():
         response.headers[name] = value
     _set_body(response, spec, content, method)
+    size_after = len(response.raw_content or b"")
+    body = None if content is None else changes.NumberChange(before=size_before, after=size_after)
+    return changes.response_changes(status_before, response.status_code, spec.headers, body)
 
 
 def no_body_after_head(flow: Exchange) -> None:
@@ -288,11 +315,14 @@ def apply_verdict(flow: Exchange, run: HookRun, verdict: Verdict, failure_mode: 
             flow.response = blocked_response(run)
         elif answer is not None and run.phase == "request":
             if answer.response is not None:
-                flow.response = response_from(answer.response, flow.request.method)
+                response = flow.response = response_from(answer.response, flow.request.method)
+                run.changes = changes.answered(
+                    response.status_code, answer.response.headers, len(response.raw_content or b"")
+                )
             elif answer.request is not None:
-                apply_request_change(flow, answer.request)
+                run.changes = apply_request_change(flow, answer.request)
         elif answer is not None and answer.response is not None and flow.response is not None:
-            apply_response_change(flow.response, answer.response, flow.request.method)
+            run.changes = apply_response_change(flow.response, answer.response, flow.request.method)
     except BadAnswer as exc:
         run.outcome, run.error = "failed", f"bad script output: {exc}"
         if failure_mode == "closed":

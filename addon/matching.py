@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
-from addon.model import ANY_METHOD, Group, Hook
+from addon.model import ANY_METHOD, RESERVED_SERVICES, Group, Hook
 from addon.paths import without_parameters
 from addon.store import Snapshot
 
@@ -264,6 +264,10 @@ class CompiledService:
     # Headers whose value a hook or group of this service reads (and the method overrides):
     # repeated, they could be read one way here and another upstream.
     read_headers: frozenset[str] = frozenset()
+    # A reject-listed service (logs, proxy, workspaces) a container declares: it names flows
+    # like any service (so a flow cannot be two services at once) but never has hooks, and its
+    # flows pass untouched.
+    reserved: bool = False
 
     def serves(self, candidates: tuple[str, ...]) -> bool:
         return any(p.match(c) for p in self.host_patterns for c in candidates)
@@ -315,6 +319,7 @@ class CompiledContainer:
                     HookIndex.build(hooks),
                     _upstream_names(service.upstream),
                     frozenset(read | set(METHOD_OVERRIDE_HEADERS)),
+                    name in RESERVED_SERVICES,
                 )
             )
         return cls(snapshot, tuple(services), groups, snapshot.scripts_root)

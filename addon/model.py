@@ -35,6 +35,12 @@ _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}\Z")
 _HEADER_NAME_RE = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+\Z")
 
 
+def reserved_service(name: str) -> str:
+    """How every message names a reject-listed service: a container may declare one (its flows
+    pass untouched), but it never has hooks."""
+    return f"service {name!r} is reject-listed ({', '.join(sorted(RESERVED_SERVICES))})"
+
+
 def _name(value: str) -> str:
     if not _NAME_RE.match(value):
         raise ValueError(
@@ -191,6 +197,25 @@ class AppliesTo(_Model):
     groups: Annotated[list[Name], Field(min_length=1), AfterValidator(_non_empty_unique)]
 
 
+def _header_names(value: list[str]) -> list[str]:
+    bad = [name for name in value if not _HEADER_NAME_RE.match(name)]
+    if bad:
+        raise ValueError(f"not header names: {', '.join(map(repr, bad))}")
+    return sorted({name.lower() for name in value})
+
+
+DEFAULT_REDACT = ("authorization", "cookie")
+
+
+class Capture(_Model):
+    """`"capture": {"redact": [...]}`: keep each run's exchange, with these request headers'
+    values replaced (default: Authorization and Cookie; `[]` keeps them)."""
+
+    redact: Annotated[list[str], AfterValidator(_header_names)] = Field(
+        default_factory=lambda: list(DEFAULT_REDACT)
+    )
+
+
 class HookSpec(_Model):
     """What a client writes about a hook; everything else is set by the server."""
 
@@ -202,6 +227,13 @@ class HookSpec(_Model):
     failure_mode: Literal["closed", "open"] = "closed"
     mode: Literal["sync", "async"] = "sync"
     description: Annotated[str, StringConstraints(max_length=1000)] | None = None
+    # true, or {"redact": [...]}: store each run's request and response beside its event.
+    capture: Annotated[bool, Field(strict=True)] | Capture | None = None
+
+    def capture_spec(self) -> Capture | None:
+        if self.capture is True:
+            return Capture()
+        return self.capture or None
 
 
 class Hook(HookSpec):

@@ -9,6 +9,11 @@ token and every header value free of line breaks, NUL and other control characte
 one printable ASCII request-target, and the framing headers (`content-length`,
 `transfer-encoding`) stay the proxy's. What breaks a rule is refused, never repaired: the run
 fails with the field path and the reason, and the hook's failure mode decides the flow.
+
+`ScriptEvent` (a TypedDict: type-checked where `addon.flows` builds it, free at run time) and
+`ScriptAnswer` are the protocol's one definition; `addon.protocol_schema` turns both into the JSON
+Schemas of `GET /api/v1/protocol`. The character rules below are written once, as character
+classes, and used both by the validators and (as `*_SCHEMA`) by the JSON Schema of the answer.
 """
 
 from __future__ import annotations
@@ -16,13 +21,14 @@ from __future__ import annotations
 import base64
 import json
 import re
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Final, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, with_config
+from typing_extensions import TypedDict  # pydantic reads typing's TypedDict on 3.12+ only
 
 from addon.validation import MAX_JSON_DEPTH, TooDeep, loads_bounded, nested_deeper_than, problems_from
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION: Final = 1
 # How deep an answer may nest, the answer object itself being level 1: the bound on all JSON from
 # outside (a JSON body of 60 levels is still fine).
 MAX_ANSWER_DEPTH = MAX_JSON_DEPTH
@@ -39,14 +45,44 @@ class _Answer(BaseModel):
 JsonBody = str | dict[str, Any] | list[Any] | None
 
 # RFC 9110 5.1: a field name is a token.
-_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_TOKEN_CHARS = r"!#$%&'*+\-.^_`|~0-9A-Za-z"
+_TOKEN = re.compile(f"[{_TOKEN_CHARS}]+")
 # RFC 9110 5.5: a field value is visible characters, SP, HTAB and obs-text (here: any non-ASCII
 # character, sent as UTF-8). Lone surrogates are refused too: they cannot be encoded (or, with
 # surrogateescape, would become raw bytes).
-_BAD_IN_VALUE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f\ud800-\udfff]")
+_BAD_VALUE_CHARS = r"\x00-\x08\x0a-\x1f\x7f\ud800-\udfff"
+_BAD_IN_VALUE = re.compile(f"[{_BAD_VALUE_CHARS}]")
 # Framing is the proxy's: a script that sets these could make one message read as two.
 FRAMING_HEADERS = frozenset({"content-length", "transfer-encoding"})
-_PATH = re.compile(r"/[\x21-\x7e]*")
+_PATH_CHARS = r"\x21-\x7e"
+_PATH = re.compile(f"/[{_PATH_CHARS}]*")
+# Canonical base64 (RFC 4648 4, padded), what `base64.b64decode(validate=True)` decodes.
+_BASE64_CHARS = "A-Za-z0-9+/"
+_BASE64 = re.compile(f"(?:[{_BASE64_CHARS}]{{4}})*(?:[{_BASE64_CHARS}]{{2}}==|[{_BASE64_CHARS}]{{3}}=)?")
+
+
+def _any_case(word: str) -> str:
+    return "".join(f"[{c.upper()}{c.lower()}]" if c.isalpha() else c for c in word)
+
+
+# The same rules in JSON Schema. Each forbids *finding* a character outside its class rather than
+# anchoring a whole-string pattern: `$` means "end, or before a final newline" in Python's regexes
+# (and so in Python validators) but "end" in ECMA-262's, and a rule must read the same in both.
+HEADER_NAME_SCHEMA: dict[str, Any] = {
+    "minLength": 1,
+    "not": {
+        "anyOf": [
+            {"pattern": f"[^{_TOKEN_CHARS}]"},
+            {"pattern": f"^(?:{'|'.join(_any_case(h) for h in sorted(FRAMING_HEADERS))})$"},
+        ]
+    },
+}
+HEADER_VALUE_SCHEMA: dict[str, Any] = {"type": "string", "not": {"pattern": f"[{_BAD_VALUE_CHARS}]"}}
+PATH_SCHEMA: dict[str, Any] = {"pattern": "^/", "not": {"pattern": f"[^{_PATH_CHARS}]"}}
+BASE64_SCHEMA: dict[str, Any] = {
+    "pattern": f"^{_BASE64.pattern}$",
+    "not": {"pattern": f"[^{_BASE64_CHARS}=]"},
+}
 
 
 def _character(char: str) -> str:
@@ -108,33 +144,47 @@ def _path(path: str) -> str:
     return path
 
 
-Headers = Annotated[dict[str, str], AfterValidator(_headers)]
+def _base64(value: str) -> str:
+    if not _BASE64.fullmatch(value):
+        raise ValueError("is not valid base64 (A-Z a-z 0-9 + /, padded with = to a multiple of 4)")
+    return value
+
+
+Headers = Annotated[
+    dict[str, str],
+    AfterValidator(_headers),
+    Field(
+        json_schema_extra={"propertyNames": HEADER_NAME_SCHEMA, "additionalProperties": HEADER_VALUE_SCHEMA}
+    ),
+]
+Base64 = Annotated[str, AfterValidator(_base64), Field(json_schema_extra=BASE64_SCHEMA)]
 
 
 class HeaderEdit(_Answer):
     set: Headers = Field(default_factory=dict)
-    remove: Annotated[list[str], AfterValidator(_header_names)] = Field(default_factory=list)
+    remove: Annotated[
+        list[str], AfterValidator(_header_names), Field(json_schema_extra={"items": HEADER_NAME_SCHEMA})
+    ] = Field(default_factory=list)
 
 
 class RequestChange(_Answer):
     method: Literal["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"] | None = None
-    path: Annotated[str, AfterValidator(_path)] | None = None
+    path: Annotated[str, AfterValidator(_path), Field(json_schema_extra=PATH_SCHEMA)] | None = None
     headers: HeaderEdit | None = None
     body: JsonBody = None
-    body_base64: str | None = None
+    body_base64: Base64 | None = None
 
 
 class ResponseSpec(_Answer):
-    """A response to send (request phase) or the changes to make to one (response phase).
-
-    The status range here is only the type's; which statuses a script may use where is
-    `status_problem`'s (it needs the phase and the upstream's status).
+    """A response to send (request phase) or the changes to make to one (response phase). Which
+    statuses are allowed where depends on the phase and the upstream's status (the protocol's
+    `rules`).
     """
 
-    status: Annotated[int, Field(ge=100, le=599, strict=True)] | None = None
+    status: Annotated[int, Field(ge=100, le=599, strict=True)] | None = None  # the rest: status_problem
     headers: Headers = Field(default_factory=dict)
     body: JsonBody = None
-    body_base64: str | None = None
+    body_base64: Base64 | None = None
 
 
 class ScriptAnswer(_Answer):
@@ -229,7 +279,77 @@ def body_bytes(body: JsonBody, body_base64: str | None) -> bytes | None:
     return json.dumps(body).encode()
 
 
-def body_fields(content: bytes | None) -> dict[str, str | None]:
+# --- the event a script reads (stdin, an exec session's `handle(event)`, a remote hook's POST) ---
+# Extra keys forbidden: the schema tells script authors exactly what they get.
+_EVENT_CONFIG = ConfigDict(extra="forbid")
+
+
+@with_config(_EVENT_CONFIG)
+class BodyFields(TypedDict):
+    body: str | None  # the body as text, when it is UTF-8
+    body_base64: str | None  # else the body in base64
+
+
+@with_config(_EVENT_CONFIG)
+class EventBodyFields(BodyFields):
+    body_truncated: bool  # the body went on past hooks_event_body_max: these are its first bytes
+
+
+@with_config(_EVENT_CONFIG)
+class EventScript(TypedDict):
+    path: str
+    subdomain: str | None
+    execId: str | None
+
+
+@with_config(_EVENT_CONFIG)
+class EventHook(TypedDict):
+    id: str
+    position: int
+    script: EventScript
+
+
+@with_config(_EVENT_CONFIG)
+class EventClient(TypedDict):
+    address: str
+    user: str | None  # the proxy-auth user
+    groups: list[str]  # the container's groups the client is in
+
+
+Header = tuple[str, str]  # [name, value], in order, repeated names repeated
+
+
+@with_config(_EVENT_CONFIG)
+class EventRequest(EventBodyFields):
+    method: str
+    url: str
+    host: str
+    port: int
+    path: str  # with the query, as sent upstream
+    headers: list[Header]
+
+
+@with_config(_EVENT_CONFIG)
+class EventResponse(EventBodyFields):
+    status: int
+    headers: list[Header]
+
+
+@with_config(_EVENT_CONFIG)
+class ScriptEvent(TypedDict):
+    """Protocol v1's event: what a script reads on stdin."""
+
+    version: Literal[1]
+    phase: Phase
+    container: str
+    service: str
+    hook: EventHook
+    client: EventClient
+    request: EventRequest
+    response: EventResponse | None  # the upstream's, in the response phase
+
+
+def body_fields(content: bytes | None) -> BodyFields:
     """A message body for the event: text when it is UTF-8, else base64."""
     if content is None:
         return {"body": None, "body_base64": None}
@@ -242,20 +362,21 @@ def body_fields(content: bytes | None) -> dict[str, str | None]:
 DEFAULT_EVENT_BODY_MAX = 1024 * 1024
 
 
-def event_body_fields(content: bytes | None, limit: int = DEFAULT_EVENT_BODY_MAX) -> dict[str, Any]:
+def event_body_fields(content: bytes | None, limit: int = DEFAULT_EVENT_BODY_MAX) -> EventBodyFields:
     """A message body for a hook's event: its first `limit` bytes, as `body_fields` gives them
     (a UTF-8 character cut at the limit is left out whole, so text stays text), and whether
     the body went on past them. The message itself is not touched: the upstream (or the
     client) still gets all of it."""
-    if content is None or len(content) <= limit:
-        return {**body_fields(content), "body_truncated": False}
-    head = content[:limit]
-    try:
-        head.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        if exc.reason == "unexpected end of data":  # only the last character was cut
-            head = head[: exc.start]
-    return {**body_fields(head), "body_truncated": True}
+    truncated = content is not None and len(content) > limit
+    if content is not None and truncated:
+        content = content[:limit]
+        try:
+            content.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            if exc.reason == "unexpected end of data":  # only the last character was cut
+                content = content[: exc.start]
+    fields = body_fields(content)
+    return {"body": fields["body"], "body_base64": fields["body_base64"], "body_truncated": truncated}
 
 
 def _excerpt(raw: bytes, limit: int = 120) -> str:

@@ -33,7 +33,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 from addon.hosts import containment
 from addon.hosts.containment import become_subreaper as become_subreaper
@@ -173,8 +173,11 @@ class Runtimes:
         return [f"/proc/self/fd/{fd}"]
 
 
+Runtime = Literal["python", "node", "bash", "exec"]
+
+
 @functools.lru_cache(maxsize=1024)  # asked for every run, of the few scripts hooks name
-def runtime_name(script: Path | str) -> str:
+def runtime_name(script: Path | str) -> Runtime:
     """python, node, bash, or exec (run directly), from the extension."""
     suffix = Path(script).suffix.lower()
     if suffix == ".py":

@@ -37,11 +37,13 @@ from ulid import ULID
 
 from addon.model import HooksFile
 from addon.validation import (
+    FileRefs,
     InvalidInput,
     Problem,
     file_problems,
     json_object,
     load_hooks_file,
+    problem_lines,
     scripts_root_of,
 )
 
@@ -111,7 +113,7 @@ class Snapshot:
 
     @property
     def scripts_root(self) -> Path:
-        return scripts_root_of(self.path, self.hooks_file)
+        return scripts_root_of(self.path, self.hooks_file.scripts_dir)
 
 
 class StoreError(Exception):
@@ -256,7 +258,9 @@ class HooksStore:
                     raise VersionMismatch(current)
                 changed, result = change(current.hooks_file)
                 changed = changed.model_copy(update={"file_version": current.version + 1})
-                problems = file_problems(changed, scripts_root_of(self.path, changed))
+                problems = file_problems(
+                    FileRefs.of(changed), scripts_root_of(self.path, changed.scripts_dir)
+                )
                 if problems:
                     raise InvalidInput(problems)
                 return self._commit(lock_fd, changed), result
@@ -326,7 +330,11 @@ class HooksStore:
     def _fail(self, problems: list[Problem]) -> Snapshot:
         error = FileUnusable(self.path, problems)
         if self.error is None or self.error.problems != problems:
-            log.warning("%s: keeping the last good version: %s", self.path, error)
+            kept = (
+                "" if self._cache is None else f"; keeping the last good version ({self._cache[1].version})"
+            )
+            lines = "\n  ".join(problem_lines(self.path, problems))
+            log.warning("%s is invalid%s:\n  %s", self.path, kept, lines)
             if self.on_change and self._cache is not None:
                 self.on_change("rejected", None, problems)
         self.error = error

@@ -14,7 +14,9 @@ in this order:
 2. **Origin** (403): a request that carries `Origin` must come from `http(s)://<allowed Host>`;
    `Sec-Fetch-Site` other than `same-origin` or `none` is refused too. No CORS header is ever
    sent, so a preflight can never succeed.
-3. **Token** (401), when one is set: `Authorization: Bearer <token>`, ASCII only.
+3. **Token** (401), when one is set: `Authorization: Bearer <token>`, ASCII only. The
+   dashboard's static files (`/`, `/ui/…`, GET only) are exempt: a browser's navigation cannot
+   carry the token, and they hold no data — the page asks for the token and sends it itself.
 4. **JSON only** (415): a POST, PUT, PATCH or DELETE with a body (a Content-Length above 0, or
    chunked) must say `Content-Type: application/json` (parameters allowed; a charset, if given,
    is utf-8); a body-less DELETE needs none, and a GET's body is never read. No browser can send
@@ -34,6 +36,7 @@ from aiohttp.typedefs import Handler
 from control_api.envelope import ApiError
 from control_api.hosts import split_host
 from control_api.keys import HOST_POLICY, TOKEN
+from control_api.ui_routes import is_public
 
 SAFE_FETCH_SITES = {"same-origin", "none"}
 
@@ -150,6 +153,7 @@ async def access_middleware(request: web.Request, handler: Handler) -> web.Strea
     404 and 405 of the router included) runs."""
     check_host(request)
     check_origin(request)
-    check_token(request)
+    if not is_public(request.method, request.path):
+        check_token(request)
     check_json_body(request)
     return await handler(request)

@@ -10,14 +10,24 @@ from dataclasses import dataclass
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from addon.catalog import session_problems
+from addon.catalog import health_problems
 from addon.containers import Containers
 from addon.engine import Execution
 from addon.event_recorder import EventRecorder
 from addon.paths import EncodedSlashes
 from addon.scripts import Runtimes, minimal_env
 from addon.sessions import SessionPool
-from control_api import debug_routes, events_routes, hooks_routes, openapi
+from control_api import (
+    capture_routes,
+    debug_routes,
+    events_routes,
+    hooks_routes,
+    metrics,
+    openapi,
+    protocol_routes,
+    schemas,
+    ui_routes,
+)
 from control_api.access import access_middleware
 from control_api.envelope import ApiError, error_body, not_found, ok
 from control_api.hosts import HostPolicy
@@ -31,8 +41,10 @@ from control_api.keys import (
     HOST_POLICY,
     LIVE_SESSIONS,
     MAX_BODY_BYTES,
+    ROUTE_TABLE,
     TOKEN,
 )
+from control_api.operations import TAG_SERVER, Operation, Route, register
 
 log = logging.getLogger(__name__)
 
@@ -79,11 +91,23 @@ async def healthz(request: web.Request) -> web.Response:
     sessions = live if live is not None else request.app[EXECUTION].sessions
     load_problems = dict(sessions.load_problems) if sessions is not None else {}
     problems: list[dict[str, object]] = []
+    reasons: list[str] = []  # why degraded, in words
     for name, store in request.app[CONTAINERS]:
         snapshot = await asyncio.to_thread(store.read)
-        for problem in await asyncio.to_thread(session_problems, snapshot, load_problems):
+        session_problems, missing = await asyncio.to_thread(health_problems, snapshot, load_problems)
+        for problem in session_problems:
             problems.append({"container": name, **problem})
+            reasons.append(
+                f"{name}/{problem['service']} hook {problem['hook']}: exec session "
+                f"{problem['exec_id']!r} cannot serve: {problem['problem']}"
+            )
+        reasons += missing
         error = store.error
+        if error is not None:
+            reasons.append(
+                f"{store.path.name} is invalid; version {snapshot.version} is still enforced: "
+                + "; ".join(map(str, error.problems))
+            )
         containers.append(
             {
                 "id": name,
@@ -95,9 +119,11 @@ async def healthz(request: web.Request) -> web.Response:
         )
     events = request.app.get(EVENTS)
     events_error = None if events is None else await _events_error(events)
-    healthy = all(c["error"] is None for c in containers) and not problems and events_error is None
+    if events_error is not None:
+        reasons.append(f"events are not recorded: {events_error}")
     data: dict[str, object] = {
-        "status": "ok" if healthy else "degraded",
+        "status": "degraded" if reasons else "ok",
+        "reasons": reasons,
         "containers": containers,
         "exec_sessions": {
             "workers": sessions.status() if sessions is not None else [],
@@ -129,6 +155,22 @@ async def _events_error(events: EventRecorder) -> str | None:
     return None
 
 
+HEALTH = Route("GET", "/healthz", healthz, Operation(
+    "getHealth", TAG_SERVER, "Health", schemas.Health, "OK", errors=(), container=False,
+))  # fmt: skip
+# Every route, in the document's order; each module keeps the operations of its own handlers.
+API_ROUTES = (
+    *hooks_routes.ROUTES,
+    *events_routes.ROUTES,
+    *capture_routes.ROUTES,
+    *debug_routes.ROUTES,
+    *protocol_routes.ROUTES,
+    HEALTH,
+    *openapi.ROUTES,
+    *metrics.ROUTES,
+    *ui_routes.ROUTES,
+)
+
 DRY_RUN_IDLE_S = 60.0
 
 
@@ -156,7 +198,8 @@ def make_app(
 ) -> web.Application:
     """`live_sessions`: the proxy's exec sessions, when the API runs inside the proxy."""
     app = web.Application(
-        middlewares=[envelope_middleware, access_middleware], client_max_size=MAX_BODY_BYTES
+        middlewares=[metrics.count_requests, envelope_middleware, access_middleware],
+        client_max_size=MAX_BODY_BYTES,
     )
     app[CONTAINERS] = containers
     app[TOKEN] = settings.token
@@ -172,9 +215,7 @@ def make_app(
         app[LIVE_SESSIONS] = live_sessions
     if events is not None:
         app[EVENTS] = events
-    app.router.add_get("/healthz", healthz)
-    hooks_routes.add_routes(app)
-    events_routes.add_routes(app)
-    debug_routes.add_routes(app)
-    openapi.add_routes(app)
+    app[ROUTE_TABLE] = API_ROUTES
+    register(app, API_ROUTES)
+    metrics.install(app)
     return app

@@ -1,25 +1,37 @@
-"""The `proxy-hooks` command: `api` serves the control API alone, `check` validates offline."""
+"""The `proxy-hooks` command: `run` (the proxy and its control API), `api` (the API alone),
+`explain` and `check` (hooks files, offline) and `addon-path` (the file `mitmdump -s` loads).
+`proxy-hooks --help` lists them with one line each; `run --help` lists the addon's options too."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import errno
+import importlib.metadata
 import json
 import logging
+import os
+import platform
+import shutil
 import signal
 import sqlite3
 import sys
+import textwrap
 import urllib.parse
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from pydantic import ValidationError
 
 from addon.containers import ConfigError, Containers, check, read_only_snapshots
-from addon.event_recorder import EventRecorder, default_events_path
+from addon.event_location import default_events_path
+from addon.event_recorder import EventRecorder
 from addon.event_store import SQLiteEventStore
 from addon.explain import MatchQuery, explain
 from addon.matching import CompiledContainer
 from addon.paths import ENCODED_SLASH_MODES
+from addon.validation import problems_from
 from control_api.app import ApiSettings
 from control_api.hosts import parse_hosts
 from control_api.server import (
@@ -39,11 +51,78 @@ API_HOST_HELP = (
 )
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="proxy-hooks", description=__doc__)
-    commands = parser.add_subparsers(dest="command", required=True)
+# `make run` sets this, so that a taken port is named with the make variable that moves it too.
+VIA_MAKE_ENV = "PROXY_HOOKS_VIA_MAKE"
+# The addon's options that `run` sets from its own flags.
+RUN_FLAGS = {
+    "hooks_config": "--config",
+    "hooks_api": "--api",
+    "hooks_api_token": "--token",
+    "hooks_api_hosts": "--api-host",
+    "hooks_events": "--events",
+}
 
-    api = commands.add_parser("api", help="serve the control API alone (no proxy)")
+
+class _Parser(argparse.ArgumentParser):
+    """A parser whose help may end with text made only when help is asked for (the addon's
+    options: reading them imports mitmproxy)."""
+
+    def __init__(self, *args: Any, late_epilog: Callable[[], str] | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.late_epilog = late_epilog
+
+    def format_help(self) -> str:
+        text = super().format_help()
+        return text + "\n" + self.late_epilog() if self.late_epilog else text
+
+
+def _version() -> str:
+    import mitmproxy.version
+
+    try:
+        ours = importlib.metadata.version("proxy-hooks")
+    except importlib.metadata.PackageNotFoundError:  # run from a clone that was never installed
+        ours = "(not installed)"
+    return f"proxy-hooks {ours} (mitmproxy {mitmproxy.version.VERSION}, Python {platform.python_version()})"
+
+
+def _addon_options_help() -> str:
+    """`run --help`'s list of the addon's options, from the addon's own declarations."""
+    from addon.launcher import addon_options
+
+    width = min(100, max(60, shutil.get_terminal_size().columns)) - 8
+    lines = ["addon options (mitmdump --set NAME=VALUE; run passes them on):"]
+    for option in addon_options():
+        default = "unset" if option.default is None else json.dumps(option.default)
+        flag = f"; run sets it from {RUN_FLAGS[option.name]}" if option.name in RUN_FLAGS else ""
+        lines.append(f"  {option.name} ({option.type}, default {default}{flag})")
+        lines += textwrap.wrap(option.help, width, initial_indent=" " * 6, subsequent_indent=" " * 6)
+    return "\n".join(lines) + "\n"
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="proxy-hooks",
+        description="Programmable hooks in front of HTTP services: a mitmproxy addon and its control API.",
+    )
+    parser.add_argument("--version", action="version", version=_version())
+    # Each command's help fits one line of an 80-column terminal (tests/test_cli.py).
+    commands = parser.add_subparsers(dest="command", required=True, title="commands")
+    _add_run(commands)
+    _add_api(commands)
+    _add_explain(commands)
+    _add_check(commands)
+    commands.add_parser(
+        "addon-path",
+        help="print the file to load with mitmdump -s",
+        description="Print the path of the addon file inside this installation, for "
+        'mitmdump -s "$(proxy-hooks addon-path)" --set hooks_config=PATH.',
+    )
+    return parser
+
+
+def _add_api(commands: Any) -> None:
+    api = commands.add_parser("api", help="the control API alone, without a proxy")
     api.add_argument(
         "--config",
         required=True,
@@ -79,14 +158,20 @@ def _parser() -> argparse.ArgumentParser:
     )
     api.add_argument(
         "--events",
-        default=str(default_events_path()),
-        help="the events store (SQLite) a proxy records into, to serve events and stats from; empty: none",
+        default=None,
+        help="the events store (SQLite) a proxy records into, to serve events and stats from; "
+        "default: that of --config if a proxy has made one (see hooks_events), else none; empty: none",
     )
 
+
+def _add_run(commands: Any) -> None:
     run = commands.add_parser(
         "run",
-        help="run the proxy (mitmdump with the addon) and its control API",
-        epilog="Options it does not know are passed to mitmdump, e.g. --set block_global=false.",
+        help="the proxy (mitmdump with the addon) and its API",
+        description="Run mitmdump with the proxy-hooks addon and its control API, the "
+        "configuration checked first. Options it does not know are passed to mitmdump, "
+        "e.g. --set block_global=false.",
+        late_epilog=_addon_options_help,
     )
     run.add_argument(
         "--config",
@@ -112,7 +197,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--events",
         default=None,
-        help=f"SQLite file recording every hook run (default {default_events_path()})",
+        help="SQLite file recording every hook run (default: beside the hooks, "
+        "<config folder>/.proxy-hooks/events.db; see hooks_events); empty: none",
     )
     run.add_argument(
         "--mode",
@@ -121,9 +207,9 @@ def _parser() -> argparse.ArgumentParser:
         help="mitmproxy mode, repeatable: regular, reverse:http://host:port, …",
     )
 
-    exp = commands.add_parser(
-        "explain", help="say which service and hook a request would get, and why the others not"
-    )
+
+def _add_explain(commands: Any) -> None:
+    exp = commands.add_parser("explain", help="which service and hook a request would get, and why")
     exp.add_argument("--config", required=True, type=Path, help="a container hooks file, or a folder of them")
     exp.add_argument("--url", required=True, help="the request's URL, e.g. http://auth.demo.test/v1/login")
     exp.add_argument("--method", default="GET", help="the request's method (default GET)")
@@ -141,14 +227,27 @@ def _parser() -> argparse.ArgumentParser:
     exp.add_argument("--client", default="127.0.0.1", help="the client's address (default 127.0.0.1)")
     exp.add_argument("--user", default=None, help="the client's proxy-auth user")
 
+
+def _add_check(commands: Any) -> None:
     chk = commands.add_parser("check", help="validate hooks files without changing them")
     chk.add_argument("paths", nargs="+", type=Path, help="hooks files or folders of them")
-    return parser
 
 
-def _events_reader(path: str) -> EventRecorder | None:
+def _events_reader(path: str | None, config: Path) -> EventRecorder | None:
     """The standalone API reads events some proxy recorded; it records none itself. A store
-    it cannot use now is answered with 503 until it is usable (the proxy recreates it)."""
+    it cannot use now is answered with 503 until it is usable (the proxy recreates it).
+    Without --events: the configuration's own store when a proxy has made one; nothing is
+    created."""
+    if path is None:
+        found = default_events_path(config)
+        if not found.exists():
+            print(
+                f"proxy-hooks api: no events recorded for {config} yet (none at {found}); events "
+                "answer 503 (--events PATH names a store)",
+                file=sys.stderr,
+            )
+            return None
+        return EventRecorder(SQLiteEventStore(found))
     if not path:
         return None
     events = EventRecorder(SQLiteEventStore(Path(path)))
@@ -196,9 +295,15 @@ def _run_api(args: argparse.Namespace) -> int:
         return 2
     try:
         settings = ApiSettings(token, args.allow_inline_scripts, tuple(api_hosts), None, args.encoded_slashes)
-        asyncio.run(_serve(containers, host, port, settings, _events_reader(args.events)))
+        asyncio.run(_serve(containers, host, port, settings, _events_reader(args.events, args.config)))
     except OSError as exc:
-        print(f"proxy-hooks api: cannot listen on {args.listen}: {exc.strerror or exc}", file=sys.stderr)
+        if exc.errno == errno.EADDRINUSE:
+            print(
+                f"proxy-hooks api: port {port} is in use; pick another with --listen HOST:PORT",
+                file=sys.stderr,
+            )
+        else:
+            print(f"proxy-hooks api: cannot listen on {args.listen}: {exc.strerror or exc}", file=sys.stderr)
         return 2
     return 0
 
@@ -206,17 +311,15 @@ def _run_api(args: argparse.Namespace) -> int:
 def _run_check(args: argparse.Namespace) -> int:
     failed = False
     for path in args.paths:
-        problems, good = check(path)
-        for line in good:
+        report = check(path)
+        for line in [*report.good, *report.errors]:
             print(line)
-        for line in problems:
-            print(line)
-        failed = failed or bool(problems)
+        failed = failed or bool(report.errors)
     return 1 if failed else 0
 
 
 def _run_proxy(args: argparse.Namespace, extra: list[str]) -> int:
-    from addon.launcher import LaunchError, launch
+    from addon.launcher import LaunchError, PortInUse, launch
 
     try:
         api_hosts = parse_hosts(args.api_host)
@@ -235,6 +338,10 @@ def _run_proxy(args: argparse.Namespace, extra: list[str]) -> int:
             args.events,
             api_hosts,
         )
+    except PortInUse as exc:
+        via_make = f" (make run {exc.setting}=…)" if exc.setting and os.environ.get(VIA_MAKE_ENV) else ""
+        print(f"proxy-hooks: {exc}{via_make}", file=sys.stderr)
+        return 2
     except LaunchError as exc:
         print(f"proxy-hooks run: cannot load the hooks configuration:\n{exc}", file=sys.stderr)
         return 2
@@ -266,7 +373,8 @@ def _run_explain(args: argparse.Namespace) -> int:
         )
         containers = [CompiledContainer.compile(s) for s in read_only_snapshots(args.config)]
     except ValidationError as exc:
-        print(f"proxy-hooks explain: {exc}", file=sys.stderr)
+        for problem in problems_from(exc, MatchQuery):
+            print(f"proxy-hooks explain: {problem}", file=sys.stderr)
         return 2
     except ConfigError as exc:
         print("proxy-hooks explain: cannot load the hooks configuration:\n" + str(exc), file=sys.stderr)
@@ -286,6 +394,11 @@ def main(argv: list[str] | None = None) -> int:
         return _run_api(args)
     if args.command == "explain":
         return _run_explain(args)
+    if args.command == "addon-path":
+        from addon.launcher import ADDON_ENTRY
+
+        print(ADDON_ENTRY)
+        return 0
     return _run_check(args)
 
 

@@ -9,13 +9,16 @@ import sqlite3
 from aiohttp import web
 
 from addon.dry_run import DryRunRequest, InlineScriptsDisabled, dry_run
+from addon.edits import hookable_services
 from addon.events import Event
 from addon.explain import MatchQuery, explain
 from addon.matching import CompiledContainer
 from addon.validation import InvalidInput, parse_model
+from control_api import schemas
 from control_api.envelope import ApiError, ok
 from control_api.hooks_routes import find_hook, load_container, read_body
 from control_api.keys import ALLOW_INLINE, CONTAINERS, ENCODED_SLASHES, EVENTS, EXECUTION
+from control_api.operations import TAG_DEBUGGING, TAG_SERVER, Operation, Route
 
 log = logging.getLogger(__name__)
 
@@ -25,16 +28,17 @@ async def list_containers(request: web.Request) -> web.Response:
     for name, store in request.app[CONTAINERS]:
         snapshot = await asyncio.to_thread(store.read)
         hooks = snapshot.hooks_file.hooks
+        by_service = {
+            service: len(hooks.get(service, [])) for service in hookable_services(snapshot.hooks_file)
+        }
         containers.append(
             {
                 "id": name,
                 "file_version": snapshot.version,
                 "etag": snapshot.etag,
                 "services": len(snapshot.hooks_file.services),
-                "hooks": sum(len(hooks.get(service, [])) for service in snapshot.hooks_file.services),
-                "hooksByService": {
-                    service: len(hooks.get(service, [])) for service in snapshot.hooks_file.services
-                },
+                "hooks": sum(by_service.values()),
+                "hooksByService": by_service,
                 "error": None if store.error is None else [str(p) for p in store.error.problems],
             }
         )
@@ -88,7 +92,19 @@ async def test_hook(request: web.Request) -> web.Response:
     return ok("Hook tested", result)
 
 
-def add_routes(app: web.Application) -> None:
-    app.router.add_get("/api/v1/containers", list_containers)
-    app.router.add_post("/api/v1/containers/{id}/proxy/match", explain_match)
-    app.router.add_post("/api/v1/containers/{id}/proxy/hooks/{service}/{hookId}/test", test_hook)
+CONTAINER = "/api/v1/containers/{id}"
+ROUTES = (
+    Route("GET", "/api/v1/containers", list_containers, Operation(
+        "listContainers", TAG_SERVER, "List the containers served",
+        schemas.ContainerList, "Containers listed successfully", errors=(), container=False,
+    )),
+    Route("POST", CONTAINER + "/proxy/match", explain_match, Operation(
+        "explainContainerProxyMatch", TAG_DEBUGGING,
+        "Explain which hook a request would run, and why not the others",
+        schemas.Explanation, "Match explained", body=MatchQuery, errors=(404, 422),
+    )),
+    Route("POST", CONTAINER + "/proxy/hooks/{service}/{hookId}/test", test_hook, Operation(
+        "dryRunContainerProxyHook", TAG_DEBUGGING, "Dry-run a hook on a sample request",
+        schemas.DryRunResult, "Hook tested", body=DryRunRequest, errors=(404, 422, 403, 413),
+    )),
+)  # fmt: skip

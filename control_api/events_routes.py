@@ -1,5 +1,5 @@
-"""Events, run history, stats, the live stream and the catalog, under
-`/api/v1/containers/{id}/proxy`. Same envelope and ETag rules as the hooks endpoints."""
+"""Events (and notes posted from outside), run history, stats, the live stream and the catalog,
+under `/api/v1/containers/{id}/proxy`. Same envelope and ETag rules as the hooks endpoints."""
 
 from __future__ import annotations
 
@@ -10,18 +10,24 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from aiohttp import web
+from pydantic import BaseModel
 
-from addon.catalog import resolve_catalog
+from addon import edits
+from addon.catalog import CatalogQuery, filter_catalog, resolve_catalog
 from addon.event_recorder import EventRecorder
 from addon.event_store import PERIODS
-from addon.events import MAX_LIMIT, OUTCOMES, EventQuery
+from addon.events import MAX_LIMIT, OUTCOMES, Event, EventQuery, NoteCreate, query_bool
 from addon.model import RESERVED_SERVICES
-from addon.validation import InvalidInput, Problem, validate
+from addon.store import Snapshot
+from addon.validation import InvalidInput, Problem, check_model, in_order, parse_model
+from control_api import schemas
 from control_api.envelope import ApiError, not_found, ok
-from control_api.hooks_routes import load_container
+from control_api.hooks_routes import load_container, read_body
 from control_api.keys import ETAG, EVENTS, LIVE_SESSIONS
+from control_api.operations import TAG_DEBUGGING, TAG_EVENTS, Operation, Route, list_query_param
 
 T = TypeVar("T")
+M = TypeVar("M", bound=BaseModel)
 
 BASE = "/api/v1/containers/{id}/proxy"
 LIST_PARAMS = {"outcome", "kind"}
@@ -38,7 +44,7 @@ def _invalid_query(problems: list[Problem]) -> ApiError:
     return ApiError(422, "Invalid query", "VALIDATION_ERROR", problems)
 
 
-def _events(request: web.Request) -> EventRecorder:
+def events_of(request: web.Request) -> EventRecorder:
     events = request.app.get(EVENTS)
     if events is None:
         raise ApiError(503, "This process records no events (start it with an events store)", "NO_EVENTS")
@@ -63,37 +69,36 @@ async def read_store(events: EventRecorder, call: Callable[..., T], *args: Any) 
         raise unavailable(events, exc) from None
 
 
-def _params(request: web.Request, allowed: set[str]) -> dict[str, Any]:
-    """Query parameters as a dict: repeatable ones as lists, the others given at most once."""
+def _params(request: web.Request, allowed: set[str]) -> tuple[dict[str, Any], list[Problem]]:
+    """Query parameters as a dict (repeatable ones as lists, the others given at most once),
+    and what is wrong with their names: the values are checked next, and all reported at once."""
     data: dict[str, Any] = {}
     problems = []
-    for name in set(request.query):
+    for name in sorted(set(request.query)):
         values = request.query.getall(name)
         if name not in allowed:
             problems.append(Problem(name, f"unknown parameter (allowed: {', '.join(sorted(allowed))})"))
         elif name in LIST_PARAMS:
             data[name] = [v for value in values for v in value.split(",") if v]
         elif len(values) > 1:
-            problems.append(Problem(name, "given more than once"))
+            problems.append(Problem(name, "given more than once; give it once"))
         else:
             data[name] = values[0]
-    if problems:
-        raise _invalid_query(problems)
-    return data
+    return data, problems
 
 
-def _query(request: web.Request, **fixed: Any) -> EventQuery:
-    allowed = set(EventQuery.model_fields) - set(fixed)
-    try:
-        return validate(EventQuery, {**_params(request, allowed), **fixed})
-    except InvalidInput as exc:
-        raise _invalid_query(exc.problems) from None
+def query_of(request: web.Request, model: type[M], **fixed: Any) -> M:
+    data, problems = _params(request, set(model.model_fields) - set(fixed))
+    query, more = check_model(model, {**data, **fixed})
+    if problems or more or query is None:
+        raise _invalid_query(in_order(problems + more))
+    return query
 
 
 async def list_events(request: web.Request) -> web.Response:
     _, snapshot = await load_container(request)
-    query = _query(request)
-    events = _events(request)
+    query = query_of(request, EventQuery)
+    events = events_of(request)
     page, next_cursor = await read_store(events, events.store.query, snapshot.container, query)
     listed = [event.model_dump(mode="json") for _, event in page]
     return ok("Events listed successfully", {"events": listed, "next_cursor": next_cursor})
@@ -104,21 +109,33 @@ async def hook_runs(request: web.Request) -> web.Response:
     _, snapshot = await load_container(request)
     service, hook_id = request.match_info["service"], request.match_info["hookId"]
     if service in RESERVED_SERVICES:
-        reserved = ", ".join(sorted(RESERVED_SERVICES))
-        raise not_found("service", f"service {service!r} is reject-listed ({reserved}): it has no hooks")
-    params = _params(request, {"last", "outcome"})
+        refused = edits.reserved(service)
+        raise not_found(refused.field, str(refused))
+    params, problems = _params(request, {"last", "outcome", "changed"})
     last = params.get("last", str(DEFAULT_RUNS))
-    problems = []
     if not _SEQ.fullmatch(last) or not 1 <= int(last) <= MAX_LIMIT:
         problems.append(Problem("last", f"must be an integer 1-{MAX_LIMIT}, got {last!r}"))
     bad = [o for o in params.get("outcome", []) if o not in OUTCOMES]
     if bad:
         problems.append(Problem("outcome", f"must be among {', '.join(OUTCOMES)}, got {', '.join(bad)}"))
+    changed = None
+    if "changed" in params:
+        try:
+            changed = bool(query_bool(params["changed"]))
+        except ValueError as exc:
+            problems.append(Problem("changed", str(exc)))
     if problems:
-        raise _invalid_query(problems)
-    events = _events(request)
+        raise _invalid_query(in_order(problems))
+    events = events_of(request)
     runs = await read_store(
-        events, events.store.runs, snapshot.container, service, hook_id, int(last), params.get("outcome", [])
+        events,
+        events.store.runs,
+        snapshot.container,
+        service,
+        hook_id,
+        int(last),
+        params.get("outcome", []),
+        changed,
     )
     data = {"service": service, "hookId": hook_id, "runs": [r.model_dump(mode="json") for r in runs]}
     return ok("Hook runs listed successfully", data)
@@ -126,10 +143,13 @@ async def hook_runs(request: web.Request) -> web.Response:
 
 async def stats(request: web.Request) -> web.Response:
     _, snapshot = await load_container(request)
-    period = _params(request, {"period"}).get("period", "7d")
+    params, problems = _params(request, {"period"})
+    period = params.get("period", "7d")
     if period not in PERIODS:
-        raise _invalid_query([Problem("period", f"must be one of {', '.join(PERIODS)}, got {period!r}")])
-    events = _events(request)
+        problems.append(Problem("period", f"must be one of {', '.join(PERIODS)}, got {period!r}"))
+    if problems:
+        raise _invalid_query(in_order(problems))
+    events = events_of(request)
     figures = await read_store(events, events.store.stats, snapshot.container, period)
     return ok("Stats computed successfully", {**figures, "dropped": events.dropped})
 
@@ -138,8 +158,8 @@ async def stream_events(request: web.Request) -> web.StreamResponse:
     """Server-Sent Events: each event recorded after the client connected (or after the
     `Last-Event-ID` it sends), in order, with the same filters as GET …/events."""
     _, snapshot = await load_container(request)
-    query = _query(request, limit=STREAM_BATCH, cursor=None)
-    events = _events(request)
+    query = query_of(request, EventQuery, limit=STREAM_BATCH, cursor=None)
+    events = events_of(request)
     last_id = request.headers.get("Last-Event-ID", "").strip()
     if last_id and not _SEQ.fullmatch(last_id):
         raise _invalid_query([Problem("Last-Event-ID", "must be the id of an event this stream sent")])
@@ -154,6 +174,10 @@ async def stream_events(request: web.Request) -> web.StreamResponse:
         }
     )
     await response.prepare(request)
+    if request.method == "HEAD":
+        # The headers only; a body written after them would be read as the next response on
+        # the client's kept-alive connection.
+        return response
     await response.write(b"retry: 2000\n\n")
     idle = 0.0
     while request.transport is not None and not request.transport.is_closing():
@@ -186,16 +210,100 @@ async def stream_events(request: web.Request) -> web.StreamResponse:
 
 async def catalog(request: web.Request) -> web.Response:
     _, snapshot = await load_container(request)
+    query = query_of(request, CatalogQuery)
+    if query.service is not None and query.service not in snapshot.hooks_file.services:
+        raise _invalid_query([_unknown_service(snapshot, query.service)])
     live = request.app.get(LIVE_SESSIONS)
     problems = dict(live.load_problems) if live is not None else None
     services = await asyncio.to_thread(resolve_catalog, snapshot, problems)
-    data = {"services": services, "file_version": snapshot.version, "etag": snapshot.etag}
+    listed = filter_catalog(services, query)
+    data = {"services": listed, "file_version": snapshot.version, "etag": snapshot.etag}
     return ok("Catalog resolved successfully", data)
 
 
-def add_routes(app: web.Application) -> None:
-    app.router.add_get(BASE + "/events", list_events)
-    app.router.add_get(BASE + "/events/stream", stream_events)
-    app.router.add_get(BASE + "/stats", stats)
-    app.router.add_get(BASE + "/catalog", catalog)
-    app.router.add_get(BASE + "/hooks/{service}/{hookId}/runs", hook_runs)
+def _unknown_service(snapshot: Snapshot, service: str) -> Problem:
+    defined = ", ".join(sorted(snapshot.hooks_file.services)) or "none"
+    reason = f"service {service!r} is not defined in container {snapshot.container!r} (defined: {defined})"
+    return Problem("service", reason)
+
+
+def _invalid_note(problems: list[Problem]) -> ApiError:
+    return ApiError(422, "Invalid event", "VALIDATION_ERROR", problems)
+
+
+def note_subject(snapshot: Snapshot, note: NoteCreate) -> tuple[str | None, str | None]:
+    """The service and hook a note is about. Both must exist now (what the catalog can show); a
+    hook's service is found when the note names the hook only."""
+    hooks_file = snapshot.hooks_file
+    if note.service is not None and note.service not in hooks_file.services:
+        raise _invalid_note([_unknown_service(snapshot, note.service)])
+    if note.hookId is None:
+        return note.service, None
+    for service in [note.service] if note.service is not None else list(hooks_file.services):
+        if any(hook.id == note.hookId for hook in hooks_file.hooks.get(service, [])):
+            return service, note.hookId
+    where = f"service {note.service!r}" if note.service is not None else f"container {snapshot.container!r}"
+    raise _invalid_note([Problem("hookId", f"no hook {note.hookId!r} in {where}")])
+
+
+async def add_note(request: web.Request) -> web.Response:
+    """Record a note: written before the answer (201 means stored), then streamed like a run."""
+    _, snapshot = await load_container(request)
+    events = events_of(request)
+    raw = await read_body(request)
+    try:
+        note = parse_model(NoteCreate, raw)
+    except InvalidInput as exc:
+        raise _invalid_note(exc.problems) from None
+    service, hook_id = note_subject(snapshot, note)
+    event = Event(
+        kind="note",
+        container=snapshot.container,
+        service=service,
+        hook_id=hook_id,
+        message=note.message,
+        data=note.data,
+    )
+    await read_store(events, events.store.insert, [event])
+    if events.hub is not None:
+        events.hub.notify()  # wake this process's streams now (others poll)
+    return ok("Event recorded", event.model_dump(mode="json"), 201)
+
+
+ROUTES = (
+    Route("GET", BASE + "/events", list_events, Operation(
+        "listContainerProxyEvents", TAG_EVENTS, "Hook events, newest first",
+        schemas.EventsPage, "Events listed successfully", query=EventQuery, errors=(404, 422, 503),
+    )),
+    Route("POST", BASE + "/events", add_note, Operation(
+        "addContainerProxyEvent", TAG_EVENTS,
+        "Record a note (a deploy marker, a finding from outside the proxy) as an event of kind note",
+        Event, "Event recorded", 201, NoteCreate, errors=(404, 422, 413, 503),
+    )),
+    Route("GET", BASE + "/events/stream", stream_events, Operation(
+        "streamContainerProxyEvents", TAG_EVENTS,
+        "New events as Server-Sent Events (resume with Last-Event-ID)", None, "",
+        query=EventQuery, query_exclude=STREAM_FIXED, errors=(404, 422, 503), stream=True,
+        extra_params=({"name": "Last-Event-ID", "in": "header", "schema": {"type": "string"}},),
+    )),
+    Route("GET", BASE + "/stats", stats, Operation(
+        "getContainerProxyStats", TAG_EVENTS, "Aggregated hook activity",
+        schemas.Stats, "Stats computed successfully", errors=(404, 422, 503),
+        extra_params=({"name": "period", "in": "query", "schema": {"enum": list(PERIODS)}},),
+    )),
+    Route("GET", BASE + "/hooks/{service}/{hookId}/runs", hook_runs, Operation(
+        "listContainerProxyHookRuns", TAG_EVENTS, "One hook's run history (also after it was deleted)",
+        schemas.HookRuns, "Hook runs listed successfully", errors=(404, 422, 503),
+        extra_params=(
+            {"name": "last", "in": "query",
+             "schema": {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT}},
+            list_query_param("outcome", {"enum": list(OUTCOMES)}),
+            {"name": "changed", "in": "query", "schema": {"type": "boolean"},
+             "description": "runs whose answer changed the exchange (true) or did not (false)"},
+        ),
+    )),
+    Route("GET", BASE + "/catalog", catalog, Operation(
+        "getContainerProxyCatalog", TAG_DEBUGGING, "What will really run, per service, in evaluation order",
+        schemas.Catalog, "Catalog resolved successfully", query=CatalogQuery, errors=(404, 422),
+    )),
+)  # fmt: skip

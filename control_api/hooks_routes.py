@@ -17,11 +17,23 @@ from aiohttp import web
 from pydantic import BaseModel
 
 from addon import edits
-from addon.model import Hook, HookCreate, HookList, HookMove, HookReplace, HookSpec
+from addon.catalog import script_problems
+from addon.model import Hook, HookCreate, HookList, HookMove, HookReplace
 from addon.store import Change, FileUnusable, HooksStore, ReadOnlyFile, Snapshot, VersionMismatch, utc_now
-from addon.validation import InvalidInput, Problem, hook_problems, parse_model
+from addon.validation import (
+    HookRefs,
+    InvalidInput,
+    Problem,
+    check_model,
+    duplicate_ids,
+    hook_problems,
+    in_order,
+    json_object,
+)
+from control_api import schemas
 from control_api.envelope import ApiError, not_found, ok
 from control_api.keys import CONTAINERS, ETAG, MAX_BODY_BYTES
+from control_api.operations import TAG_PROXY_HOOKS, WRITE_ERRORS, Operation, Route
 from control_api.preconditions import expected_version, precondition_failed
 
 M = TypeVar("M", bound=BaseModel)
@@ -79,23 +91,38 @@ async def read_body(request: web.Request) -> bytes:
         ) from None
 
 
-async def _body(request: web.Request, model: type[M]) -> M:
+async def _json_body(request: web.Request) -> dict[str, Any]:
+    """The body as a JSON object, or 422 (malformed, not an object, nested too deep)."""
     raw = await read_body(request)
     try:
-        return parse_model(model, raw)
+        return json_object(raw)
     except InvalidInput as exc:
         raise invalid(exc.problems) from None
 
 
-def _require_refs(snapshot: Snapshot, hooks: list[tuple[str, HookSpec]]) -> None:
-    """422 unless every hook's groups exist and its script stays in the scripts folder."""
-    problems = [
-        p.under(prefix) if prefix else p
-        for prefix, hook in hooks
-        for p in hook_problems(hook, snapshot.hooks_file, snapshot.scripts_root)
+def _valid(model: type[M], data: dict[str, Any], problems: list[Problem]) -> M:
+    """`data` as `model`, or 422 with every problem: pydantic's field rules and the rules that
+    need the container (`problems`, found on the same body read leniently) together."""
+    body, field_problems = check_model(model, data)
+    everything = in_order(field_problems + problems)
+    if everything or body is None:
+        raise invalid(everything)
+    return body
+
+
+def _ref_problems(snapshot: Snapshot, hooks: list[tuple[str, HookRefs]]) -> list[Problem]:
+    """What the hooks being written refer to must exist now: their groups, and their scripts
+    inside the scripts folder (and, for an exec session, defining handle). `hooks` are
+    (where in the body, refs). Blocking (it looks at the scripts): run it off the loop."""
+    hooks_file, root = snapshot.hooks_file, snapshot.scripts_root
+    inside: dict[str, bool] = {}
+    known: dict[tuple[str, bool], list[Problem]] = {}
+    return [
+        problem.under(where) if where else problem
+        for where, hook in hooks
+        for problem in hook_problems(hook, hooks_file.container, hooks_file.groups, root, inside)
+        + script_problems(hook, root, known)
     ]
-    if problems:
-        raise invalid(problems)
 
 
 @dataclass(frozen=True)
@@ -149,7 +176,7 @@ async def list_container_hooks(request: web.Request) -> web.Response:
     hooks_file = snapshot.hooks_file
     hooks = {
         service: [hook_view(i, h) for i, h in enumerate(hooks_file.hooks.get(service, []))]
-        for service in hooks_file.services
+        for service in edits.hookable_services(hooks_file)
     }
     return ok("Proxy hooks listed successfully", _versioned(snapshot, hooks=hooks))
 
@@ -169,8 +196,10 @@ async def get_hook(request: web.Request) -> web.Response:
 
 async def create_hook(request: web.Request) -> web.Response:
     write = await _begin_write(request)
-    body = await _body(request, HookCreate)
-    _require_refs(write.snapshot, [("", body)])
+    data = await _json_body(request)
+    count = len(_service_hooks(write.snapshot, write.service))
+    problems = await asyncio.to_thread(_ref_problems, write.snapshot, [("", HookRefs.read(data))])
+    body = _valid(HookCreate, data, problems + edits.insert_problems(count, data.get("position")))
     now = utc_now()
     snapshot, (position, hook) = await _commit(
         request, write, lambda f: edits.insert_hook(f, write.service, body, now)
@@ -181,8 +210,11 @@ async def create_hook(request: web.Request) -> web.Response:
 async def replace_hook(request: web.Request) -> web.Response:
     write = await _begin_write(request)
     hook_id = write.hook_id or ""
-    body = await _body(request, HookReplace)
-    _require_refs(write.snapshot, [("", body)])
+    data = await _json_body(request)
+    position, _ = find_hook(write.snapshot, write.service, hook_id)
+    echoed = edits.replace_problems(hook_id, position, data.get("id"), data.get("position"))
+    problems = await asyncio.to_thread(_ref_problems, write.snapshot, [("", HookRefs.read(data))])
+    body = _valid(HookReplace, data, problems + echoed)
     now = utc_now()
     snapshot, (position, hook) = await _commit(
         request, write, lambda f: edits.replace_hook(f, write.service, hook_id, body, now)
@@ -193,7 +225,12 @@ async def replace_hook(request: web.Request) -> web.Response:
 async def move_hook(request: web.Request) -> web.Response:
     write = await _begin_write(request)
     hook_id = write.hook_id or ""
-    body = await _body(request, HookMove)
+    data = await _json_body(request)
+    _, moved = find_hook(write.snapshot, write.service, hook_id)
+    count = len(_service_hooks(write.snapshot, write.service))
+    # A move writes the hook again: what it refers to must be there, as for any write.
+    problems = await asyncio.to_thread(_ref_problems, write.snapshot, [("", HookRefs.of(moved))])
+    body = _valid(HookMove, data, problems + edits.move_problems(count, data.get("position")))
     snapshot, (position, hook) = await _commit(
         request, write, lambda f: edits.move_hook(f, write.service, hook_id, body.position)
     )
@@ -215,21 +252,61 @@ async def delete_hook(request: web.Request) -> web.Response:
 
 async def replace_service_hooks(request: web.Request) -> web.Response:
     write = await _begin_write(request)
-    body = await _body(request, HookList)
-    _require_refs(write.snapshot, [(f"hooks[{i}]", item) for i, item in enumerate(body.hooks)])
+    data = await _json_body(request)
+    items = data.get("hooks")
+    refs = [
+        (f"hooks[{i}]", HookRefs.read(item))
+        for i, item in enumerate(items if isinstance(items, list) else [])
+    ]
+    problems = await asyncio.to_thread(_ref_problems, write.snapshot, refs)
+    problems += duplicate_ids((where, hook.id) for where, hook in refs)
+    body = _valid(HookList, data, problems)
     now = utc_now()
     snapshot, hooks = await _commit(request, write, lambda f: edits.replace_all(f, write.service, body, now))
     views = [hook_view(i, h) for i, h in enumerate(hooks)]
     return ok("Service hooks replaced", _versioned(snapshot, service=write.service, hooks=views))
 
 
-def add_routes(app: web.Application) -> None:
-    app.router.add_get(BASE, list_container_hooks)
-    app.router.add_get(BASE + "/{service}", list_service_hooks)
-    app.router.add_post(BASE + "/{service}", create_hook)
-    app.router.add_put(BASE + "/{service}", replace_service_hooks)
-    app.router.add_delete(BASE + "/{service}", clear_hooks)
-    app.router.add_get(BASE + "/{service}/{hookId}", get_hook)
-    app.router.add_patch(BASE + "/{service}/{hookId}", replace_hook)
-    app.router.add_delete(BASE + "/{service}/{hookId}", delete_hook)
-    app.router.add_patch(BASE + "/{service}/{hookId}/position", move_hook)
+# The seed's eight endpoints under the seed SDK's names, and the bulk PUT in the same style.
+ROUTES = (
+    Route("GET", BASE, list_container_hooks, Operation(
+        "listContainerProxyHooks", TAG_PROXY_HOOKS, "List all hooks for a container",
+        schemas.ContainerHooks, "Proxy hooks listed successfully",
+    )),
+    Route("GET", BASE + "/{service}", list_service_hooks, Operation(
+        "listContainerProxyServiceHooks", TAG_PROXY_HOOKS, "List hooks for a service",
+        schemas.ServiceHooks, "Service hooks listed successfully",
+    )),
+    Route("POST", BASE + "/{service}", create_hook, Operation(
+        "addContainerProxyHook", TAG_PROXY_HOOKS, "Append or insert a new hook",
+        schemas.OneHook, "Hook created successfully", 201, HookCreate,
+        errors=WRITE_ERRORS, if_match=True,
+    )),
+    Route("PUT", BASE + "/{service}", replace_service_hooks, Operation(
+        "replaceContainerProxyServiceHooks", TAG_PROXY_HOOKS, "Replace a service's hooks in one write",
+        schemas.ServiceHooks, "Service hooks replaced", body=HookList,
+        errors=WRITE_ERRORS, if_match=True,
+    )),
+    Route("DELETE", BASE + "/{service}", clear_hooks, Operation(
+        "clearContainerProxyServiceHooks", TAG_PROXY_HOOKS, "Clear all hooks for a service",
+        schemas.Cleared, "Service hooks cleared", errors=(404, 428, 412, 409), if_match=True,
+    )),
+    Route("GET", BASE + "/{service}/{hookId}", get_hook, Operation(
+        "getContainerProxyHook", TAG_PROXY_HOOKS, "Get a single hook",
+        schemas.OneHook, "Hook retrieved successfully",
+    )),
+    Route("PATCH", BASE + "/{service}/{hookId}", replace_hook, Operation(
+        "updateContainerProxyHook", TAG_PROXY_HOOKS, "Replace a hook in place",
+        schemas.OneHook, "Hook updated successfully", body=HookReplace,
+        errors=WRITE_ERRORS, if_match=True,
+    )),
+    Route("DELETE", BASE + "/{service}/{hookId}", delete_hook, Operation(
+        "removeContainerProxyHook", TAG_PROXY_HOOKS, "Remove a single hook",
+        schemas.Versioned, "Hook removed successfully", errors=(404, 428, 412, 409), if_match=True,
+    )),
+    Route("PATCH", BASE + "/{service}/{hookId}/position", move_hook, Operation(
+        "moveContainerProxyHook", TAG_PROXY_HOOKS, "Move a hook to a new position",
+        schemas.OneHook, "Hook moved successfully", body=HookMove,
+        errors=WRITE_ERRORS, if_match=True,
+    )),
+)  # fmt: skip

@@ -10,8 +10,11 @@ from addon.event_recorder import EventRecorder
 from addon.paths import EncodedSlashes
 from addon.sessions import SessionPool
 from control_api.hosts import HostPolicy
+from control_api.operations import Route
 
 CONTAINERS = web.AppKey("containers", Containers)
+# Every route the app registers, with its operation: what the OpenAPI document describes.
+ROUTE_TABLE: web.AppKey[tuple[Route, ...]] = web.AppKey("routes")
 TOKEN = web.AppKey("token", str)
 # The Host names (and Origins) requests may carry; see control_api.access.
 HOST_POLICY = web.AppKey("host_policy", HostPolicy)

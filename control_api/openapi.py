@@ -1,27 +1,25 @@
-"""The OpenAPI 3.1 document, generated: paths from the operation table below, schemas from the
-pydantic models (request bodies from `addon.model`, answers from `control_api.schemas`).
+"""The OpenAPI 3.1 document, generated: paths from the routes the app registers (each route
+module's `ROUTES`, see `control_api.operations`), schemas from the pydantic models (request
+bodies from `addon.model`, answers from `control_api.schemas`).
 
-A test checks that every route the app registers is in this table, and the other way round.
+A test checks that every route aiohttp serves, HEAD included, is in the document with a unique
+`operationId`, and the other way round.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 from typing import Any
 
 from aiohttp import web
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
-from addon.dry_run import DryRunRequest
-from addon.events import EventQuery
-from addon.explain import MatchQuery
-from addon.model import HookCreate, HookList, HookMove, HookReplace
 from control_api import schemas
-from control_api.events_routes import STREAM_FIXED
+from control_api.keys import ROUTE_TABLE
+from control_api.operations import TAG_SERVER, Operation, Route, list_query_param
 
-CONTAINER = "/api/v1/containers/{id}"
-HOOKS = CONTAINER + "/proxy/hooks"
+DOCUMENT = "/api/v1/openapi.json"
 TITLES = {
     401: "Unauthorized",
     403: "Forbidden",
@@ -35,7 +33,6 @@ TITLES = {
     428: "Precondition Required",
     503: "Service Unavailable",
 }
-WRITE_ERRORS = (404, 428, 412, 422, 413, 409)
 # What the door (control_api.access) can answer to any request, and to one with a body.
 DOOR_ERRORS = (421, 403, 401)
 BODY_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
@@ -44,149 +41,6 @@ DESCRIPTIONS = {
     403: "Forbidden: a cross-origin request (Origin, Sec-Fetch-Site)",
     401: "Unauthorized: a token is set and the request does not carry it",
     415: "Unsupported Media Type: a request body must be application/json",
-}
-
-
-@dataclass(frozen=True)
-class Operation:
-    summary: str
-    data: type[BaseModel] | None
-    message: str
-    status: int = 200
-    body: type[BaseModel] | None = None
-    query: type[BaseModel] | None = None
-    errors: tuple[int, ...] = (404,)
-    if_match: bool = False
-    container: bool = True  # carries the container's ETag header
-    stream: bool = False
-    extra_params: tuple[dict[str, Any], ...] = field(default=())
-    query_exclude: tuple[str, ...] = ()  # fields of `query` this operation does not take
-
-
-OPERATIONS: dict[tuple[str, str], Operation] = {
-    ("GET", "/healthz"): Operation("Health", schemas.Health, "OK", errors=(), container=False),
-    ("GET", "/api/v1/openapi.json"): Operation("This document", None, "", errors=(), container=False),
-    ("GET", "/api/v1/containers"): Operation(
-        "List the containers served",
-        schemas.ContainerList,
-        "Containers listed successfully",
-        errors=(),
-        container=False,
-    ),
-    ("GET", HOOKS): Operation(
-        "List all hooks for a container", schemas.ContainerHooks, "Proxy hooks listed successfully"
-    ),
-    ("GET", HOOKS + "/{service}"): Operation(
-        "List hooks for a service", schemas.ServiceHooks, "Service hooks listed successfully"
-    ),
-    ("POST", HOOKS + "/{service}"): Operation(
-        "Append or insert a new hook",
-        schemas.OneHook,
-        "Hook created successfully",
-        201,
-        HookCreate,
-        errors=WRITE_ERRORS,
-        if_match=True,
-    ),
-    ("PUT", HOOKS + "/{service}"): Operation(
-        "Replace a service's hooks in one write",
-        schemas.ServiceHooks,
-        "Service hooks replaced",
-        body=HookList,
-        errors=WRITE_ERRORS,
-        if_match=True,
-    ),
-    ("DELETE", HOOKS + "/{service}"): Operation(
-        "Clear all hooks for a service",
-        schemas.Cleared,
-        "Service hooks cleared",
-        errors=(404, 428, 412, 409),
-        if_match=True,
-    ),
-    ("GET", HOOKS + "/{service}/{hookId}"): Operation(
-        "Get a single hook", schemas.OneHook, "Hook retrieved successfully"
-    ),
-    ("PATCH", HOOKS + "/{service}/{hookId}"): Operation(
-        "Replace a hook in place",
-        schemas.OneHook,
-        "Hook updated successfully",
-        body=HookReplace,
-        errors=WRITE_ERRORS,
-        if_match=True,
-    ),
-    ("DELETE", HOOKS + "/{service}/{hookId}"): Operation(
-        "Remove a single hook",
-        schemas.Versioned,
-        "Hook removed successfully",
-        errors=(404, 428, 412, 409),
-        if_match=True,
-    ),
-    ("PATCH", HOOKS + "/{service}/{hookId}/position"): Operation(
-        "Move a hook to a new position",
-        schemas.OneHook,
-        "Hook moved successfully",
-        body=HookMove,
-        errors=WRITE_ERRORS,
-        if_match=True,
-    ),
-    ("POST", HOOKS + "/{service}/{hookId}/test"): Operation(
-        "Dry-run a hook on a sample request",
-        schemas.DryRunResult,
-        "Hook tested",
-        body=DryRunRequest,
-        errors=(404, 422, 403, 413),
-    ),
-    ("GET", HOOKS + "/{service}/{hookId}/runs"): Operation(
-        "One hook's run history (also after it was deleted)",
-        schemas.HookRuns,
-        "Hook runs listed successfully",
-        errors=(404, 422, 503),
-        extra_params=(
-            {"name": "last", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 500}},
-            {
-                "name": "outcome",
-                "in": "query",
-                "schema": {"type": "array", "items": {"type": "string"}},
-                "explode": True,
-            },
-        ),
-    ),
-    ("POST", CONTAINER + "/proxy/match"): Operation(
-        "Explain which hook a request would run, and why not the others",
-        schemas.Explanation,
-        "Match explained",
-        body=MatchQuery,
-        errors=(404, 422),
-    ),
-    ("GET", CONTAINER + "/proxy/events"): Operation(
-        "Hook events, newest first",
-        schemas.EventsPage,
-        "Events listed successfully",
-        query=EventQuery,
-        errors=(404, 422, 503),
-    ),
-    ("GET", CONTAINER + "/proxy/events/stream"): Operation(
-        "New events as Server-Sent Events (resume with Last-Event-ID)",
-        None,
-        "",
-        query=EventQuery,
-        query_exclude=STREAM_FIXED,
-        errors=(404, 422, 503),
-        stream=True,
-        extra_params=({"name": "Last-Event-ID", "in": "header", "schema": {"type": "string"}},),
-    ),
-    ("GET", CONTAINER + "/proxy/stats"): Operation(
-        "Aggregated hook activity",
-        schemas.Stats,
-        "Stats computed successfully",
-        errors=(404, 422, 503),
-        extra_params=({"name": "period", "in": "query", "schema": {"enum": ["24h", "7d", "30d"]}},),
-    ),
-    ("GET", CONTAINER + "/proxy/catalog"): Operation(
-        "What will really run, per service, in evaluation order",
-        schemas.Catalog,
-        "Catalog resolved successfully",
-    ),
 }
 
 
@@ -202,12 +56,9 @@ def _path_params(path: str) -> list[dict[str, Any]]:
 def _query_params(model: type[BaseModel], exclude: tuple[str, ...] = ()) -> list[dict[str, Any]]:
     schema = model.model_json_schema()
     return [
-        {
-            "name": name,
-            "in": "query",
-            "schema": prop,
-            **({"explode": True} if prop.get("type") == "array" else {}),
-        }
+        list_query_param(name, prop["items"])
+        if prop.get("type") == "array"
+        else {"name": name, "in": "query", "schema": prop}
         for name, prop in schema.get("properties", {}).items()
         if name not in exclude
     ]
@@ -227,7 +78,12 @@ def _operation(method: str, path: str, op: Operation) -> dict[str, Any]:
             "description": "file:v<N> (quoted or bare, weak or strong, or a list of them), or * for "
                            "whatever version is current; 428 without it, 412 when it names no current one",
         })  # fmt: skip
-    if op.stream:
+    if op.media:
+        success = {
+            "description": op.summary,
+            "content": {media: {"schema": {}} for media in op.media},
+        }
+    elif op.stream:
         success = {"description": "text/event-stream", "headers": etag,
                    "content": {"text/event-stream": {"schema": {"type": "string"}}}}  # fmt: skip
     elif op.data is None:
@@ -258,7 +114,13 @@ def _operation(method: str, path: str, op: Operation) -> dict[str, Any]:
             "headers": etag if status not in door else {},
             "content": {"application/json": {"schema": _ref(schemas.ErrorBody)}},
         }
-    operation: dict[str, Any] = {"summary": op.summary, "parameters": params, "responses": responses}
+    operation: dict[str, Any] = {
+        "operationId": op.operation_id,
+        "tags": [op.tag.name],
+        "summary": op.summary,
+        "parameters": params,
+        "responses": responses,
+    }
     if op.body is not None:
         operation["requestBody"] = {
             "required": True,
@@ -267,22 +129,44 @@ def _operation(method: str, path: str, op: Operation) -> dict[str, Any]:
     return operation
 
 
-def build_document() -> dict[str, Any]:
-    models = (
-        {schemas.ErrorBody}
-        | {op.data for op in OPERATIONS.values() if op.data}
-        | {op.body for op in OPERATIONS.values() if op.body}
-    )
+def _head(get: dict[str, Any]) -> dict[str, Any]:
+    """HEAD, served wherever GET is: the same statuses and headers, no body."""
+    responses = {
+        status: {key: value for key, value in response.items() if key != "content"}
+        for status, response in get["responses"].items()
+    }
+    return {
+        **get,
+        "operationId": get["operationId"] + "Head",
+        "summary": f"{get['summary']} (HEAD: the GET's status and headers, no body)",
+        "responses": responses,
+    }
+
+
+def _models(routes: Sequence[Route]) -> dict[str, Any]:
+    ops = [route.operation for route in routes]
+    # What the API answers is described as it is serialized, what it takes as it is validated (by
+    # role, not by module: a model in both roles would get two schemas, `-Input` and `-Output`).
+    answers = {schemas.ErrorBody} | {op.data for op in ops if op.data}
+    bodies = {op.body for op in ops if op.body}
     _, definitions = models_json_schema(
-        [
-            (m, "serialization" if m.__module__ == schemas.__name__ else "validation")
-            for m in sorted(models, key=lambda m: m.__name__)
-        ],
+        [(m, "serialization") for m in sorted(answers, key=lambda m: m.__name__)]
+        + [(m, "validation") for m in sorted(bodies, key=lambda m: m.__name__)],
         ref_template="#/components/schemas/{model}",
     )
+    found: dict[str, Any] = definitions.get("$defs", {})
+    return found
+
+
+def build_document(routes: Sequence[Route]) -> dict[str, Any]:
     paths: dict[str, dict[str, Any]] = {}
-    for (method, path), op in OPERATIONS.items():
-        paths.setdefault(path, {})[method.lower()] = _operation(method, path, op)
+    for route in routes:
+        operation = _operation(route.method, route.path, route.operation)
+        methods = paths.setdefault(route.path, {})
+        methods[route.method.lower()] = operation
+        if route.method == "GET":
+            methods["head"] = _head(operation)
+    tags = {route.operation.tag.name: route.operation.tag for route in routes}
     return {
         "openapi": "3.1.0",
         "info": {
@@ -290,9 +174,10 @@ def build_document() -> dict[str, Any]:
             "version": "1",
             "description": "The Proxy Hooks API (container hooks, ETag file:v<N>), events, stats, debugging.",
         },
+        "tags": [{"name": tag.name, "description": tag.description} for tag in tags.values()],
         "paths": paths,
         "components": {
-            "schemas": definitions.get("$defs", {}),
+            "schemas": _models(routes),
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
         },
         "security": [{}, {"bearer": []}],
@@ -300,8 +185,12 @@ def build_document() -> dict[str, Any]:
 
 
 async def openapi_json(request: web.Request) -> web.Response:
-    return web.json_response(build_document())
+    routes = request.app[ROUTE_TABLE]
+    return web.json_response(build_document(routes))
 
 
-def add_routes(app: web.Application) -> None:
-    app.router.add_get("/api/v1/openapi.json", openapi_json)
+ROUTES = (
+    Route("GET", DOCUMENT, openapi_json, Operation(
+        "getOpenApiDocument", TAG_SERVER, "This document", None, "", errors=(), container=False,
+    )),
+)  # fmt: skip

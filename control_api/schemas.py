@@ -8,6 +8,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from addon.capture import Exchange
 from addon.events import Event
 from addon.model import HookSpec, Timestamp
 
@@ -92,6 +93,25 @@ class Day(BaseModel):
     avgDurationMs: float
 
 
+class RecentClient(BaseModel):
+    address: str
+    lastSeen: str = Field(description="when its latest run started (UTC)")
+    runs: int = Field(description="its runs in the period")
+class CapturedExchange(BaseModel):
+    event: Event
+    exchange: Exchange
+
+
+class Index(BaseModel):
+    links: dict[str, str] = Field(description="the dashboard, the OpenAPI document, health, containers")
+
+
+class TimelineBucket(BaseModel):
+    start: str = Field(description="ISO 8601 UTC start of the hour (24h) or day (7d, 30d)")
+    total: int
+    byOutcome: dict[str, int]
+
+
 class Stats(BaseModel):
     period: str
     totalEvents: int
@@ -103,6 +123,12 @@ class Stats(BaseModel):
     serviceBreakdown: list[ServiceBreakdown]
     hookBreakdown: list[HookBreakdown]
     dailyActivity: list[Day]
+    eventsByKind: dict[str, int] = Field(description="every kind of event in the period, runs included")
+    notes: int = Field(description="notes posted in the period (never counted in the run figures)")
+    recentClients: list[RecentClient] = Field(
+        description="the last client addresses that triggered runs in the period, latest first (at most 10)"
+    )
+    timeline: list[TimelineBucket] = Field(description="runs per bucket and outcome, every bucket listed")
     dropped: int
 
 
@@ -185,8 +211,10 @@ class ExecSessions(BaseModel):
 
 class Health(BaseModel):
     status: str = Field(
-        description="ok; degraded while a hooks file is invalid or an exec-session script cannot load"
+        description="ok; degraded while a hooks file is invalid, an enabled hook's script is missing, "
+        "an exec-session script cannot load, or events cannot be recorded"
     )
+    reasons: list[str] = Field(description="why degraded, one sentence each; empty when ok")
     containers: list[HealthContainer]
     exec_sessions: ExecSessions
     events: dict[str, Any] | None = None

@@ -59,11 +59,25 @@ def proxy_hooks_command() -> list[str]:
     return [str(script)] if script.exists() else [sys.executable, "-m", "control_api.cli"]
 
 
+# The script DEMO's hook runs (in an exec session, so it defines handle): a hook's script must
+# exist for the API to accept the hook.
+DEMO_SCRIPT = "exports.handle = async (event) => null;\n"
+
+
 def write_container(path: Path, data: dict[str, Any] | None = None) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(DEMO if data is None else data, indent=2))
     (path.parent / "scripts" / "hooks").mkdir(parents=True, exist_ok=True)
+    (path.parent / "scripts" / "hooks" / "login-trace.js").write_text(DEMO_SCRIPT)
     return path
+
+
+def write_scripts(folder: Path, *paths: str, source: str = "") -> None:
+    """Put a script at each hook `script.path` under a scripts folder, so hooks can refer to it."""
+    for path in paths:
+        script = folder / path.lstrip("/")
+        script.parent.mkdir(parents=True, exist_ok=True)
+        script.write_text(source)
 
 
 def demo(**changes: Any) -> dict[str, Any]:
@@ -76,9 +90,22 @@ class ApiProcess:
     """A real `proxy-hooks api` subprocess; `url` is where it listens."""
 
     def __init__(
-        self, config: Path, *extra: str, env: dict[str, str] | None = None, events: Path | None = None
+        self,
+        config: Path,
+        *extra: str,
+        env: dict[str, str] | None = None,
+        events: Path | None = None,
+        default_events: bool = False,
+        cwd: Path | None = None,
     ):
+        """`events`: the store to serve (default: events.db beside the config); with
+        `default_events`, no --events at all (the configuration's own store, if any)."""
         self.config = config
+        events_args = (
+            []
+            if default_events
+            else ["--events", str(events or (config if config.is_dir() else config.parent) / "events.db")]
+        )
         self.proc = subprocess.Popen(
             [
                 *proxy_hooks_command(),
@@ -87,14 +114,14 @@ class ApiProcess:
                 str(config),
                 "--listen",
                 "127.0.0.1:0",
-                "--events",
-                str(events or (config if config.is_dir() else config.parent) / "events.db"),
+                *events_args,
                 *extra,
             ],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
             env={**os.environ, **(env or {})},
+            cwd=cwd,
         )
         self.stderr_lines: list[str] = []
         lines: queue.Queue[str] = queue.Queue()

@@ -100,20 +100,26 @@ def mitmdump_command() -> str:
 
 @dataclass(frozen=True)
 class Installed:
-    """proxy-hooks as a user installs it: a venv holding the built wheel (not this checkout)."""
+    """proxy-hooks as a user installs it (not this checkout): `bin` holds the `mitmdump` and
+    `proxy-hooks` commands of that installation (a venv's bin, or pipx's bin folder)."""
 
-    venv: Path
+    bin: Path
 
     @property
-    def mitmdump(self) -> str:
-        return str(self.venv / "bin" / "mitmdump")
+    def mitmdump(self) -> list[str]:
+        """Its mitmdump, through its own shebang's interpreter plus -u: pipx's scripts run
+        `python -E`, which ignores PYTHONUNBUFFERED, and the lines the harness waits for would
+        sit in a buffer until mitmdump exits."""
+        script = self.bin / "mitmdump"
+        interpreter, *flags = script.read_text().splitlines()[0].removeprefix("#!").split()
+        return [interpreter, *flags, "-u", str(script)]
 
     @property
     def addon(self) -> Path:
-        """The `-s` file inside the installed package, as that venv's Python finds it."""
+        """The `-s` file, as a user finds it: `proxy-hooks addon-path`."""
         found = subprocess.run(
-            [str(self.venv / "bin" / "python"), "-c", "import addon.proxy_hooks as m; print(m.__file__)"],
-            capture_output=True, text=True, check=True, cwd=self.venv,
+            [str(self.bin / "proxy-hooks"), "addon-path"],
+            capture_output=True, text=True, check=True, cwd=self.bin,
             env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"},
         )  # fmt: skip
         return Path(found.stdout.strip())
@@ -132,33 +138,44 @@ class Mitmdump:
         events: str | None = None,
         connection_strategy: str = "lazy",
         installed: Installed | None = None,
+        default_events: bool = False,
+        cwd: Path | None = None,
     ):
-        """`installed`: run that installation's mitmdump and addon instead of this checkout's."""
+        """`installed`: run that installation's mitmdump and addon instead of this checkout's.
+        `default_events`: leave hooks_events unset (the store beside the hooks), rather than
+        `events` or `confdir/events.db`."""
         self.reverse_port = free_port() if reverse_to else None
         modes = ["--mode", "regular@0"]
         if reverse_to:
             modes += ["--mode", f"reverse:{reverse_to}@{self.reverse_port}"]
         mitmdump, addon = (
-            (mitmdump_command(), ADDON) if installed is None else (installed.mitmdump, installed.addon)
+            ([mitmdump_command()], ADDON) if installed is None else (installed.mitmdump, installed.addon)
         )
         command = [
-            mitmdump, "--listen-host", "127.0.0.1", *modes,
+            *mitmdump, "--listen-host", "127.0.0.1", *modes,
             "--set", f"confdir={confdir}",
             "--set", f"connection_strategy={connection_strategy}",
             "-s", str(addon),
             "--set", f"hooks_config={config}",
             "--set", "hooks_api=127.0.0.1:0",
-            "--set", f"hooks_events={confdir / 'events.db' if events is None else events}",
+            *([] if default_events else
+              ["--set", f"hooks_events={confdir / 'events.db' if events is None else events}"]),
             *extra,
         ]  # fmt: skip
+        # An installation runs away from the checkout, which must not shadow what it installed.
+        self._launch(command, confdir, env, cwd=cwd or (None if installed is None else confdir.parent))
+
+    def _launch(
+        self, command: list[str], confdir: Path, env: dict[str, str] | None = None, cwd: Path | None = None
+    ) -> None:
+        """Start `command` (mitmdump, or what runs it) and wait until the proxy and its API listen."""
         self.proc = subprocess.Popen(
             command,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
             env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
-            # An installation runs away from the checkout, which must not shadow what it installed.
-            cwd=None if installed is None else confdir.parent,
+            cwd=cwd,
         )
         self.lines: list[str] = []
         threading.Thread(target=self._pump, daemon=True).start()

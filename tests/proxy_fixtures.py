@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.harness import Mitmdump, Upstream, container_doc, set_hooks, write_json
+from tests.harness import Installed, Mitmdump, Upstream, container_doc, set_hooks, write_json
 
 SCRIPTS = Path(__file__).parent / "scripts"
 
@@ -37,10 +37,26 @@ def home(tmp_path_factory: pytest.TempPathFactory, upstream: Upstream) -> Path:
     return folder
 
 
+def installed_proxy(
+    tmp_path_factory: pytest.TempPathFactory, upstream: Upstream, installation: Installed
+) -> Mitmdump:
+    """A proxy run by `installation`'s mitmdump and -s file (not this checkout's) for the e2e
+    container, with the test scripts beside it."""
+    folder = tmp_path_factory.mktemp("installed")
+    shutil.copytree(SCRIPTS, folder / "scripts")
+    config = write_json(folder / "e2e.json", container_doc(upstream))
+    return Mitmdump(config, folder / "confdir", installed=installation)
+
+
 @pytest.fixture(scope="module")
-def proxy(home: Path, upstream: Upstream) -> Iterator[Mitmdump]:
+def proxy(request: pytest.FixtureRequest, home: Path, upstream: Upstream) -> Iterator[Mitmdump]:
+    """A module may set PROXY_OPTIONS (mitmdump arguments, e.g. `--set` of an addon option)."""
     process = Mitmdump(
-        home / "e2e.json", home / "confdir", reverse_to=upstream.url, env={"PROXY_HOOKS_TEST_SECRET": "leak"}
+        home / "e2e.json",
+        home / "confdir",
+        *getattr(request.module, "PROXY_OPTIONS", ()),
+        reverse_to=upstream.url,
+        env={"PROXY_HOOKS_TEST_SECRET": "leak"},
     )
     yield process
     process.stop()

@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import DEMO
+from tests.conftest import DEMO, reset_container, write_scripts
 
 BASE = "/api/v1/containers/demo/proxy/hooks"
 SEED_ID = "01hz8x9k2b3c4d5e6f7g8h9j0k"
@@ -77,6 +77,18 @@ def created_view(body: dict[str, Any], data: dict[str, Any], position: int) -> d
 def on_disk(path: Path) -> dict[str, Any]:
     data: dict[str, Any] = json.loads(path.read_text())
     return data
+
+
+# The scripts this module's hooks run: the API accepts a hook only if its script is there.
+SCRIPTS = ("/a.py", "/hooks/a.py", "/hooks/other.sh", "/x.py", "/n.py")
+
+
+@pytest.fixture
+def container_file(api_home: Path) -> Path:
+    """The demo's file, fresh, with this module's scripts deployed."""
+    path = reset_container(api_home / "demo.json")
+    write_scripts(path.parent / "scripts", *SCRIPTS)
+    return path
 
 
 def details(response: httpx.Response) -> dict[str, str]:
@@ -461,7 +473,7 @@ BAD_BODIES: list[tuple[str, dict[str, Any], str, str]] = [
     ("missing script path", {**SEED_BODY, "script": {}}, "script.path", "required field is missing"),
     ("timeout zero", {**SEED_BODY, "timeout": 0}, "timeout", "must be 1-30000 ms, got 0"),
     ("timeout too big", {**SEED_BODY, "timeout": 30001}, "timeout", "must be 1-30000 ms, got 30001"),
-    ("timeout a string", {**SEED_BODY, "timeout": "5000"}, "timeout", 'must be an integer, got "5000"'),
+    ("timeout a string", {**SEED_BODY, "timeout": "5000"}, "timeout", "must be an integer, got '5000'"),
     ("timeout a float", {**SEED_BODY, "timeout": 5000.5}, "timeout", "must be an integer, got 5000.5"),
     ("timeout a bool", {**SEED_BODY, "timeout": True}, "timeout", "must be an integer, got true"),
     ("groups empty", {**SEED_BODY, "applies_to": {"groups": []}}, "applies_to.groups", "at least 1"),
@@ -477,7 +489,7 @@ BAD_BODIES: list[tuple[str, dict[str, Any], str, str]] = [
         "script.path",
         "must stay inside the scripts folder",
     ),
-    ("position negative", {**SEED_BODY, "position": -1}, "position", "greater than or equal to 0"),
+    ("position negative", {**SEED_BODY, "position": -1}, "position", "must be at least 0, got -1"),
     (
         "position past the end",
         {**SEED_BODY, "position": 2},

@@ -22,7 +22,7 @@ def test_invalid_file_at_startup_names_file_field_and_reason(tmp_path: Path) -> 
     result = start(path)
     assert result.returncode == 2
     assert "cannot load the hooks configuration" in result.stderr
-    assert f"{path}: scripts_dir: String should have at least 1 character" in result.stderr
+    assert f"{path}: scripts_dir: must not be empty" in result.stderr
 
 
 def test_unreadable_and_missing_config(tmp_path: Path) -> None:

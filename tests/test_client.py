@@ -10,14 +10,16 @@ from pathlib import Path
 import pytest
 
 from control_api.client import ApiError, ProxyHooksClient
-from tests.conftest import ApiProcess, demo, write_container
+from tests.conftest import ApiProcess, demo, write_container, write_scripts
 
 NEW = {"match": {"method": "GET", "path": "/c"}, "script": {"path": "/c.py"}}
 
 
 @pytest.fixture
 def api_url(tmp_path: Path) -> Iterator[str]:
-    process = ApiProcess(write_container(tmp_path / "demo.json", demo(hooks={"auth": [], "billing": []})))
+    path = write_container(tmp_path / "demo.json", demo(hooks={"auth": [], "billing": []}))
+    write_scripts(tmp_path / "scripts", "/c.py")
+    process = ApiProcess(path)
     yield process.url
     process.stop()
 

@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 
 from addon.store import HooksStore
-from tests.conftest import ApiProcess, demo, write_container
+from tests.conftest import ApiProcess, demo, write_container, write_scripts
 
 SERVICE_URL = "/api/v1/containers/demo/proxy/hooks/billing"
 CLIENTS = 8
@@ -59,6 +59,7 @@ class FileWatcher(threading.Thread):
 
 def test_eight_clients_two_processes_no_lost_update(tmp_path: Path) -> None:
     path = write_container(tmp_path / "demo.json", demo(hooks={"auth": [], "billing": []}))
+    write_scripts(tmp_path / "scripts", "/hooks/x.py")
     apis = [ApiProcess(path), ApiProcess(path)]
     watcher = FileWatcher(path)
     watcher.start()
@@ -97,6 +98,7 @@ def test_sigkill_mid_write_never_tears_the_file(tmp_path: Path) -> None:
     is valid, holds at least every acknowledged version, and its content matches its version
     (one hook per append), so it is a state some write committed, never a torn mix."""
     path = write_container(tmp_path / "demo.json", demo(hooks={"auth": [], "billing": []}))
+    write_scripts(tmp_path / "scripts", "/hooks/x.py")
     rng = random.Random(7)
     acknowledged = 1
     for _round in range(8):

@@ -5,39 +5,23 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
-import subprocess
-import sys
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.harness import Mitmdump, free_port, wait_for
-
-CONFIGS = Path(__file__).resolve().parent.parent / "configs"
+from tests.demo_run import CONFIGS, DemoServices
+from tests.harness import Mitmdump, wait_for
 
 
 @pytest.fixture(scope="module")
 def demo_proxy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mitmdump]:
     home = tmp_path_factory.mktemp("demo")
-    shutil.copytree(CONFIGS, home / "configs")
-    auth_port, billing_port = free_port(), free_port()
-    path = home / "configs" / "demo.json"
-    text = path.read_text().replace("127.0.0.1:9001", f"127.0.0.1:{auth_port}")
-    path.write_text(text.replace("127.0.0.1:9002", f"127.0.0.1:{billing_port}"))
-    services = subprocess.Popen(
-        [sys.executable, str(CONFIGS / "demo_upstream.py"), str(auth_port), str(billing_port)],
-        stdout=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    assert services.stdout is not None
-    wait_for(lambda: "demo services" in services.stdout.readline(), 20, "the demo services")
-    proxy = Mitmdump(path, home / "confdir")
+    services = DemoServices(home / "configs")
+    proxy = Mitmdump(services.config, home / "confdir")
     yield proxy
     proxy.stop()
-    services.terminate()
-    services.wait(10)
+    services.stop()
 
 
 @pytest.fixture

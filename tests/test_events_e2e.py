@@ -75,7 +75,10 @@ def test_each_outcome_is_one_event_with_its_fields(
     assert response.status_code == status
     [event] = runs_of(api, hook_id, 1)
     assert len(event["id"]) == ULID_LEN and event["ts"].endswith("Z")
-    varying = {"id": None, "ts": None, "duration_ms": None, "stderr": None, "reason": None, "error": None}
+    varying = {
+        "id": None, "ts": None, "duration_ms": None, "stderr": None, "reason": None, "error": None,
+        "changes": None,  # each answer's: test_run_changes
+    }  # fmt: skip
     assert event | varying == {
         "id": None, "ts": None, "kind": "run", "container": "e2e", "service": "auth", "hook_id": hook_id,
         "position": 0, "phase": "request", "mode": extra.get("mode", "sync"), "method": "GET",
@@ -85,8 +88,9 @@ def test_each_outcome_is_one_event_with_its_fields(
         "exit_code": {"continued": 0, "modified": 0, "responded": 0, "blocked": 0, "failed": 3,
                       "timeout": None, "observed": 0}[outcome],
         "duration_ms": None, "script": "/act.py", "runtime": "python", "error": None, "stderr": None,
-        "file_version": None,
+        "file_version": None, "changes": None, "message": None, "data": None,
     }  # fmt: skip
+    assert (event["changes"] is not None) == (outcome in ("modified", "responded"))
     if outcome == "blocked":
         assert event["reason"] == "blocked by python"
     if outcome in ("failed", "timeout"):
@@ -126,6 +130,7 @@ def test_filters_and_paging_return_exactly_the_right_rows(client: httpx.Client, 
     expect({"blocked": "true"}, lambda e: e["blocked"])
     expect({"blocked": "false"}, lambda e: not e["blocked"])
     expect({"outcome": ["responded", "blocked"]}, lambda e: e["outcome"] in ("responded", "blocked"))
+    expect({"outcome": "responded,blocked"}, lambda e: e["outcome"] in ("responded", "blocked"))
     expect(
         {"outcome": "continued", "hookId": other},
         lambda e: e["outcome"] == "continued" and e["hook_id"] == other,
@@ -306,11 +311,13 @@ def test_config_reloads_and_rejected_edits_are_events(api: httpx.Client, home: P
 
 
 def test_catalog_shows_what_will_run(api: httpx.Client, home: Path) -> None:
+    shutil.copy(home / "scripts" / "act.sh", home / "scripts" / "act-plain")  # not executable
+    shutil.copy(home / "scripts" / "act.sh", home / "scripts" / "missing.sh")
     set_hooks(api, "e2e", "auth", [
         hook("/a", "/act.py"), hook("/b", "/act.js", enabled=False, mode="async"), hook("/c", "/missing.sh"),
         hook("/d", "/act-plain"),
     ])  # fmt: skip
-    shutil.copy(home / "scripts" / "act.sh", home / "scripts" / "act-plain")  # not executable
+    (home / "scripts" / "missing.sh").unlink()  # gone after the hook was written
     data = api.get("/api/v1/containers/e2e/proxy/catalog").json()["data"]
     auth = data["services"]["auth"]
     assert [(h["position"], h["runtime"], h["exists"], h["enabled"], h["mode"]) for h in auth] == [

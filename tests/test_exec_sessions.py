@@ -202,11 +202,14 @@ def test_an_idle_worker_exits_and_the_next_run_starts_one(
 
 @pytest.mark.parametrize("lang", LANGS)
 def test_missing_handle_is_a_clear_error_in_run_healthz_and_catalog(
-    proxy: Mitmdump, api: httpx.Client, lang: str
+    proxy: Mitmdump, api: httpx.Client, home: Path, lang: str
 ) -> None:
-    script = f"/nohandle.{lang}"
+    # The API takes a session hook only if its script defines handle; a later deploy drops it.
+    script = f"/broken.{lang}"
+    shutil.copy(home / "scripts" / f"session.{lang}", home / "scripts" / script.lstrip("/"))
     [created] = set_hooks(api, "e2e", "auth", [session_hook(script, "broken")])["hooks"]
-    expected = f"nohandle.{lang} has no{' exported' if lang == 'js' else ''} handle(event) function"
+    shutil.copy(home / "scripts" / f"nohandle.{lang}", home / "scripts" / script.lstrip("/"))
+    expected = f"broken.{lang} has no{' exported' if lang == 'js' else ''} handle(event) function"
 
     def health_problem() -> str:
         health = api.get("/healthz").json()["data"]
@@ -277,9 +280,7 @@ def test_per_run_scripts_are_started_by_the_spawner(proxy: Mitmdump, api: httpx.
     assert supervisor not in (first, proxy.proc.pid)
     os.kill(first, 9)
     wait_for(lambda: gone(first), 10, "the killed spawner to be reaped")
-    second = wait_for(
-        lambda: (r := send(proxy, "parent")).status_code == 200 and r.json()["grandparent"], 10
-    )
+    second = wait_for(lambda: (r := send(proxy, "parent")).status_code == 200 and r.json()["grandparent"], 10)
     assert second not in (first, proxy.proc.pid)
 
 

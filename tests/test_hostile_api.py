@@ -24,11 +24,13 @@ import pytest
 
 from addon.event_store import SQLiteEventStore
 from addon.launcher import mitmdump_args
-from control_api.openapi import OPERATIONS, build_document
+from control_api.app import API_ROUTES
+from control_api.openapi import build_document
 from tests.conftest import DEMO, ApiProcess, write_container
 from tests.harness import Mitmdump, hook, set_aside, set_hooks, wait_for
 from tests.proxy_fixtures import home, proxy, upstream  # noqa: F401 - fixtures
 
+NO_EVENT = "01hzzzzzzzzzzzzzzzzzzzzzzz"  # a well-formed event id no store holds
 SEED_ID = "01hz8x9k2b3c4d5e6f7g8h9j0k"
 DEPTH = 64
 
@@ -75,17 +77,25 @@ class Target:
             ("GET", f"{one}/runs", None),
             ("POST", f"{c}/proxy/match", {"host": "auth.test", "path": "/t/x"}),
             ("GET", f"{c}/proxy/events", None),
+            ("POST", f"{c}/proxy/events", {"message": "a note"}),
             ("GET", f"{c}/proxy/events/stream", None),
             ("GET", f"{c}/proxy/stats", None),
             ("GET", f"{c}/proxy/catalog", None),
+            ("GET", "/api/v1/protocol", None),
+            ("GET", f"{c}/proxy/events/{NO_EVENT}/exchange", None),
+            ("GET", f"{c}/proxy/events.har", None),
+            ("GET", "/metrics", None),
+            ("GET", "/", None),
+            ("GET", "/ui/index.html", None),  # the dashboard: no token, but the same door
         ]
 
     def body_routes(self) -> list[tuple[str, str, dict[str, Any]]]:
         return [(m, p, b) for m, p, b in self.routes() if b is not None]
 
-    def dry_runs(self, http: httpx.Client) -> int:
+    def recorded(self, http: httpx.Client, kind: str = "dry_run") -> int:
+        """How many events of `kind` the container has."""
         response = http.get(
-            f"/api/v1/containers/{self.container}/proxy/events", params={"kind": "dry_run", "limit": 500}
+            f"/api/v1/containers/{self.container}/proxy/events", params={"kind": kind, "limit": 500}
         )
         assert response.status_code == 200, response.text
         return len(response.json()["data"]["events"])
@@ -124,10 +134,17 @@ def target(request: pytest.FixtureRequest) -> Target:
 
 def test_the_routes_here_are_every_route_of_the_api(standalone: Target) -> None:
     generic = {
-        (m, p.replace("/demo/", "/{id}/").replace("/auth", "/{service}").replace(SEED_ID, "{hookId}"))
+        (
+            m,
+            p.replace("/demo/", "/{id}/")
+            .replace("/auth", "/{service}")
+            .replace(SEED_ID, "{hookId}")
+            .replace("/ui/index.html", "/ui/{asset}")
+            .replace(NO_EVENT, "{eventId}"),
+        )
         for m, p, _ in standalone.routes()
     }
-    assert generic == set(OPERATIONS)
+    assert generic == {(route.method, route.path) for route in API_ROUTES}
 
 
 # --- helpers ---
@@ -171,17 +188,21 @@ def assert_error(response: httpx.Response, status: int, code: str) -> dict[str, 
 @pytest.fixture
 def unchanged(target: Target) -> Iterator[Callable[[], None]]:
     """Yields nothing useful; afterwards checks the hooks file kept its bytes and that no dry run
-    was recorded (a dry run made now is the barrier: the recorder writes in order)."""
+    was recorded (a dry run made now is the barrier: the recorder writes in order), nor any note
+    (notes are written before their answer)."""
     before = target.file.read_bytes()
     with target.client() as http:
-        dry_runs = target.dry_runs(http)
+        dry_runs = target.recorded(http)
+        notes = target.recorded(http, "note")
     yield lambda: None
     assert target.file.read_bytes() == before, "a refused request changed the hooks file"
     with target.client() as http:
+        assert target.recorded(http, "note") == notes, "a refused note was recorded"
+    with target.client() as http:
         path = f"/api/v1/containers/{target.container}/proxy/hooks/auth/{target.hook_id}/test"
         assert http.post(path, json={"path": "/t/x"}).status_code == 200
-        wait_for(lambda: target.dry_runs(http) >= dry_runs + 1, 10, "the barrier dry run to be recorded")
-        assert target.dry_runs(http) == dry_runs + 1, "a refused dry run ran"
+        wait_for(lambda: target.recorded(http) >= dry_runs + 1, 10, "the barrier dry run to be recorded")
+        assert target.recorded(http) == dry_runs + 1, "a refused dry run ran"
 
 
 # --- 1. DNS rebinding: a Host that is not this API's → 421 before anything runs ---
@@ -579,6 +600,8 @@ def _assert_unavailable(target: Target, http: httpx.Client, reason: str) -> None
         assert reason in error["message"], error
     stream = http.get(f"/api/v1/containers/{target.container}/proxy/events/stream")
     assert_error(stream, 503, "EVENTS_UNAVAILABLE")
+    note = http.post(f"/api/v1/containers/{target.container}/proxy/events", json={"message": "lost?"})
+    assert_error(note, 503, "EVENTS_UNAVAILABLE")  # said, not silently dropped
     health = _health(http)
     assert health["status"] == "degraded" and reason in health["events"]["error"], health
 
@@ -735,7 +758,7 @@ def test_odd_query_path_and_header_values_are_4xx_never_5xx(standalone: Target) 
 
 
 def test_the_openapi_document_says_all_this() -> None:
-    document = build_document()
+    document = build_document(API_ROUTES)
     for path, methods in document["paths"].items():
         for method, operation in methods.items():
             responses = operation["responses"]

@@ -115,9 +115,9 @@ def test_a_timed_out_script_takes_its_escapees_with_it(
 ) -> None:
     (home / "scripts" / "escape_then_hang.sh").write_text(
         '#!/usr/bin/env bash\nevent=$(cat)\npidfile=$(printf "%s" "$event" | '
-        "sed -n 's/.*\\[\"x-pidfile\", \"\\([^\"]*\\)\"\\].*/\\1/p')\n"
-        "setsid sh -c 'trap \"\" TERM HUP; echo $$ >> \"$0\"; exec sleep 300' \"$pidfile\" "
-        "</dev/null >/dev/null 2>&1 &\nuntil [ -s \"$pidfile\" ]; do sleep 0.01; done\nexec sleep 300\n"
+        'sed -n \'s/.*\\["x-pidfile", "\\([^"]*\\)"\\].*/\\1/p\')\n'
+        'setsid sh -c \'trap "" TERM HUP; echo $$ >> "$0"; exec sleep 300\' "$pidfile" '
+        '</dev/null >/dev/null 2>&1 &\nuntil [ -s "$pidfile" ]; do sleep 0.01; done\nexec sleep 300\n'
     )
     set_hooks(api, "e2e", "auth", [hook("/**", "/escape_then_hang.sh", timeout=1000)])
     pidfile = tmp_path / "pids"
@@ -324,9 +324,12 @@ def test_a_remembered_session_script_is_looked_at_again_once_it_changes(
 def test_an_outside_symlink_is_a_failed_run_naming_the_reason(
     proxy: Mitmdump, api: httpx.Client, home: Path, outside: Path
 ) -> None:
-    (home / "scripts" / "planted.py").unlink(missing_ok=True)
-    set_hooks(api, "e2e", "auth", [hook("/**", "/planted.py")])  # valid: it does not exist yet
-    (home / "scripts" / "planted.py").symlink_to(outside / "evil.py")
+    planted = home / "scripts" / "planted.py"
+    planted.unlink(missing_ok=True)
+    planted.write_text("")  # a harmless file when the hook is written (the API checks it is there)
+    set_hooks(api, "e2e", "auth", [hook("/**", "/planted.py")])
+    planted.unlink()
+    planted.symlink_to(outside / "evil.py")
     try:
         response = send(proxy)
     finally:

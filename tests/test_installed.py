@@ -12,8 +12,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.harness import Installed, Mitmdump, Upstream, container_doc, hook, set_hooks, write_json
-from tests.proxy_fixtures import SCRIPTS, upstream  # noqa: F401 - fixture
+from tests.harness import Installed, Mitmdump, Upstream, hook, set_hooks
+from tests.proxy_fixtures import installed_proxy, upstream  # noqa: F401 - fixture
 
 WHEEL_VENV = os.environ.get("PROXY_HOOKS_WHEEL_VENV")
 pytestmark = pytest.mark.skipif(
@@ -26,10 +26,11 @@ needs_node = pytest.mark.skipif(shutil.which("node") is None, reason="node is no
 
 @pytest.fixture(scope="module")
 def installed() -> Installed:
+    """`mitmdump -s "$(proxy-hooks addon-path)"` of the venv the wheel was pip-installed into."""
     assert WHEEL_VENV is not None
-    installation = Installed(Path(WHEEL_VENV))
+    installation = Installed(Path(WHEEL_VENV) / "bin")
     # The addon it runs is the installed package's, not this checkout's.
-    assert installation.addon.is_relative_to(installation.venv), installation.addon
+    assert installation.addon.is_relative_to(WHEEL_VENV), installation.addon
     assert "site-packages" in installation.addon.parts
     return installation
 
@@ -38,11 +39,7 @@ def installed() -> Installed:
 def proxy(
     tmp_path_factory: pytest.TempPathFactory, upstream: Upstream, installed: Installed
 ) -> Iterator[Mitmdump]:
-    home = tmp_path_factory.mktemp("installed")
-    shutil.copytree(SCRIPTS, home / "scripts")
-    process = Mitmdump(
-        write_json(home / "e2e.json", container_doc(upstream)), home / "confdir", installed=installed
-    )
+    process = installed_proxy(tmp_path_factory, upstream, installed)
     yield process
     process.stop()
 

@@ -40,3 +40,12 @@ def test_the_wheel_holds_every_module_and_host_file(tmp_path: Path) -> None:
     missing = {name for name in tracked(*PACKAGES) if not name.endswith(".md")} - shipped
     assert not missing, f"the wheel lacks {sorted(missing)}"
     assert {"addon/hosts/node_host.cjs", "addon/hosts/spawner.py", "addon/proxy_hooks.py"} <= shipped
+    # The dashboard works offline: its page, modules and vendored builds (and their licenses) ship.
+    assert {
+        "control_api/ui/index.html",
+        "control_api/ui/app.js",
+        "control_api/ui/vendor/htm-preact-standalone.module.js",
+        "control_api/ui/vendor/uPlot.iife.min.js",
+        "control_api/ui/vendor/LICENSE.uplot.txt",
+        "control_api/ui/vendor/VERSIONS",
+    } <= shipped

@@ -13,7 +13,7 @@ import pytest
 from addon import edits
 from addon.model import HookCreate, HooksFile
 from addon.store import FileUnusable, HooksStore, ReadOnlyFile, VersionMismatch, utc_now
-from tests.conftest import DEMO, ApiProcess, demo, reset_container, write_container
+from tests.conftest import DEMO, ApiProcess, demo, reset_container, write_container, write_scripts
 
 BASE = "/api/v1/containers/demo/proxy/hooks"
 NEW_HOOK = HookCreate.model_validate({"match": {"method": "GET", "path": "/a"}, "script": {"path": "/a.py"}})
@@ -132,9 +132,7 @@ def test_open_names_file_field_and_reason(tmp_path: Path) -> None:
     path = write_container(tmp_path / "demo.json", demo(file_version=-1))
     with pytest.raises(FileUnusable) as caught:
         HooksStore(path).open()
-    assert [str(p) for p in caught.value.problems] == [
-        "file_version: Input should be greater than or equal to 0, got -1"
-    ]
+    assert [str(p) for p in caught.value.problems] == ["file_version: must be at least 0, got -1"]
 
 
 def test_writes_leave_no_temp_files(tmp_path: Path) -> None:
@@ -147,6 +145,7 @@ def test_writes_leave_no_temp_files(tmp_path: Path) -> None:
 
 def test_the_api_sees_a_hand_edit_as_a_new_version(tmp_path: Path) -> None:
     path = write_container(tmp_path / "demo.json")
+    write_scripts(tmp_path / "scripts", "/a.py")
     api = ApiProcess(path)
     try:
         with api.client() as http:
@@ -163,9 +162,7 @@ def test_the_api_sees_a_hand_edit_as_a_new_version(tmp_path: Path) -> None:
             path.write_text('{"container": "demo", "services": {"auth": {"hosts": 5}}}')
             health = http.get("/healthz").json()["data"]
             assert health["status"] == "degraded"
-            assert health["containers"][0]["error"] == [
-                "services.auth.hosts: Input should be a valid list, got 5"
-            ]
+            assert health["containers"][0]["error"] == ["services.auth.hosts: must be a list, got 5"]
             assert http.get(BASE).headers["ETag"] == "file:v2"
             body = {"match": {"method": "GET", "path": "/a"}, "script": {"path": "/a.py"}}
             refused = http.post(f"{BASE}/billing", json=body, headers={"If-Match": "file:v2"})
@@ -178,6 +175,7 @@ def test_the_api_sees_a_hand_edit_as_a_new_version(tmp_path: Path) -> None:
 
 def test_api_write_to_a_read_only_file_is_409(tmp_path: Path) -> None:
     path = write_container(tmp_path / "demo.json")
+    write_scripts(tmp_path / "scripts", "/a.py")
     path.chmod(0o444)
     api = ApiProcess(path)
     try:
