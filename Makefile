@@ -13,7 +13,7 @@ PROXY_PORT ?= 8080
 API ?= $(or $(LISTEN),127.0.0.1:8082)
 API_LISTEN := $(if $(findstring :,$(API)),$(API),127.0.0.1:$(API))
 
-.PHONY: test run lint install clean demo-reset bench screenshots
+.PHONY: test run lint install clean demo-reset bench bench-memory screenshots
 
 # Editable in "compat" mode (a plain path in a .pth): setuptools' default editable finder costs
 # every Python start ~15 ms, which per-run Python hooks would pay on each run.
@@ -99,9 +99,14 @@ run: $(RUNTIME_STAMP) $(RUN_DIR)/demo.json
 screenshots: $(STAMP)
 	PROXY_HOOKS_SCREENSHOTS=docs/screenshots $(BIN)/python -m pytest tests/test_dashboard.py -q
 
-# Prints one table: every configuration against bare mitmdump in the same run (see bench/run.py).
+# Prints the README's tables: mitmdump pinned to a CPU of its own, every configuration against
+# bare mitmdump, interleaved over rounds (see bench/run.py; BENCH_ARGS="--help" for the options).
 bench: $(STAMP)
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
+
+# mitmdump's memory for one large upload through a hooked path (see bench/memory.py).
+bench-memory: $(STAMP)
+	$(BIN)/python bench/memory.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) $(WHEEL_VENV) var .pytest_cache .mypy_cache .ruff_cache *.egg-info

@@ -67,8 +67,8 @@ from addon.matching import (
     resolve_service,
 )
 from addon.paths import ENCODED_SLASH_MODES, EncodedSlashes
-from addon.protocol import Phase, ScriptEvent
-from addon.recorder import LogRecorder, Recorder
+from addon.protocol import DEFAULT_EVENT_BODY_MAX, Phase, ScriptEvent
+from addon.recorder import LogRecorder, Recorder, log_every_run
 from addon.remote_hooks import RemoteHooks
 from addon.scripts import Runtimes, become_subreaper, minimal_env
 from addon.sessions import DEFAULT_IDLE_S, SessionPool
@@ -141,6 +141,7 @@ class ProxyHooks:
         self._api_runner: web.AppRunner | None = None
         self.api_url: str | None = None
         self.encoded_slashes: EncodedSlashes = "reject"
+        self.event_body_max = DEFAULT_EVENT_BODY_MAX
 
     # --- mitmproxy lifecycle ---
 
@@ -181,6 +182,15 @@ class ProxyHooks:
             int,
             DEFAULT_QUEUE,
             "Events waiting to be written at most; past it runs are dropped (and counted), never waited for.",
+        )
+        loader.add_option(
+            "hooks_event_body_max",
+            int,
+            DEFAULT_EVENT_BODY_MAX,
+            "Bytes of a request or response body a hook script's event carries at most; past it "
+            "the event has the first that many and body_truncated: true, while the message "
+            "itself goes on whole. A hook that judges bodies should block a truncated one, or "
+            "this should be raised.",
         )
         loader.add_option(
             "hooks_allow_inline_scripts",
@@ -236,6 +246,8 @@ class ProxyHooks:
         )
 
     def configure(self, updated: set[str]) -> None:
+        if "termlog_verbosity" in updated:  # (mitmdump's; absent from a bare test context)
+            log_every_run(ctx.options.termlog_verbosity == "debug")
         if "hooks_encoded_slashes" in updated:
             mode = ctx.options.hooks_encoded_slashes
             if mode not in ENCODED_SLASH_MODES:
@@ -254,6 +266,10 @@ class ProxyHooks:
                 "reaches the upstream before a hook can judge the request. Unset it "
                 "(body_size_limit still bounds what the proxy buffers)."
             )
+        if "hooks_event_body_max" in updated:
+            if ctx.options.hooks_event_body_max < 0:
+                raise exceptions.OptionsError("hooks_event_body_max must be 0 or more (bytes)")
+            self.event_body_max = ctx.options.hooks_event_body_max
         if "hooks_script_user" in updated:
             self.sessions.set_user(_script_user(ctx.options.hooks_script_user))
         if "hooks_capture_body_max" in updated and ctx.options.hooks_capture_body_max < 0:
@@ -448,9 +464,7 @@ class ProxyHooks:
         attempt.stage = "starting the run"
         run = attempt.run = self._new_run(flow, match, "request")
         attempt.stage = "building the script's event"
-        event = hook_event(
-            flow, run, match.hook, match.container.name, match.service.name, match.client.request.user
-        )
+        event = self._event(flow, run, match)
         if match.hook.hook.mode == "async":
             run.outcome = "observed"  # the flow goes on; the run's own result is recorded later
             flow.metadata[METADATA_KEY] = run.as_dict()
@@ -468,9 +482,7 @@ class ProxyHooks:
         attempt.stage = "starting the response-phase run"
         run = attempt.run = self._new_run(flow, match, "response")
         attempt.stage = "building the script's event"
-        event = hook_event(
-            flow, run, match.hook, match.container.name, run.service, match.client.request.user
-        )
+        event = self._event(flow, run, match)
         await self._run_and_apply(flow, match, attempt, run, event)
         attempt.stage = "recording the run"
         self._finish(flow, run)
@@ -603,24 +615,29 @@ class ProxyHooks:
             match.client,
         )
 
+    def _event(self, flow: http.HTTPFlow, run: HookRun, match: _Match) -> ScriptEvent:
+        assert match.hook is not None
+        user = match.client.request.user
+        return hook_event(flow, run, match.hook, match.container.name, run.service, user, self.event_body_max)
+
     async def _run(self, match: _Match, event: ScriptEvent) -> Verdict:
         assert match.hook is not None
-        hook, snapshot = match.hook, match.container.snapshot
+        hook, container = match.hook, match.container
         if hook.hook.cache is not None:
             return await self._run_cached(match, event)
-        return await run_hook(hook, event, snapshot.scripts_root, self.execution)
+        return await run_hook(hook, event, container.scripts_root, self.execution, container.session_scripts)
 
     async def _run_cached(self, match: _Match, event: ScriptEvent) -> Verdict:
         """A hook with `cache`: its earlier verdict for an equal request, or a run (addon.verdict_cache)."""
         assert match.hook is not None
-        hook, snapshot = match.hook, match.container.snapshot
+        hook, container = match.hook, match.container
         return await self.verdicts.run(
             hook,
             match.client.request,
             event,
-            snapshot.version,
-            snapshot.scripts_root,
-            lambda: run_hook(hook, event, snapshot.scripts_root, self.execution),
+            container.snapshot.version,
+            container.scripts_root,
+            lambda: run_hook(hook, event, container.scripts_root, self.execution, container.session_scripts),
         )
 
     async def _observe(self, run: HookRun, match: _Match, event: ScriptEvent) -> None:

@@ -142,6 +142,39 @@ class HookRun:
         return {**plain, "blocked": self.blocked, "changes": changes}
 
 
+FileIdentity = tuple[int, int, int, int]  # device, inode, size, mtime (ns)
+
+
+def session_script(
+    scripts_root: Path, script_path: str, checked: dict[str, FileIdentity] | None = None
+) -> tuple[Path, os.stat_result] | Verdict:
+    """An exec-session script's path and stat (its stamp tells the worker when to reload it),
+    or the failed verdict: outside the scripts folder, or not a regular file.
+
+    Where the path leads (two realpath walks) is looked at again only when the file it opens
+    is not one already found inside (`checked`: by script path, the identity it had): a file
+    swapped for another, or for a symlink to one outside, is another file. Either way the
+    worker opens and checks the file itself, beneath the folder, whenever it (re)loads it,
+    which a changed file makes it do."""
+    script = resolve_script(scripts_root, script_path)
+    try:
+        info: os.stat_result | None = os.stat(script)
+    except OSError:
+        info = None
+    identity = (info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns) if info is not None else None
+    if identity is None or checked is None or checked.get(script_path) != identity:
+        if not script_inside(scripts_root, script_path):
+            return Verdict("failed", reason=f"script {script_path} resolves outside the scripts folder")
+        if info is None or identity is None or not stat.S_ISREG(info.st_mode):
+            return Verdict(
+                "failed", reason=f"script not found: {script_path} (looked in {scripts_root.name}/)"
+            )
+        if checked is not None:
+            checked[script_path] = identity
+    assert info is not None
+    return script, info
+
+
 def _excerpt(text: str, limit: int = MAX_REASON) -> str:
     return text if len(text) <= limit else text[:limit] + "…"
 
@@ -184,17 +217,22 @@ def _verdict_of(answer: ScriptAnswer, phase: Phase, result: RunResult) -> Verdic
 
 
 async def run_hook(
-    hook: CompiledHook, event: Mapping[str, Any], scripts_root: Path, execution: Execution
+    hook: CompiledHook,
+    event: Mapping[str, Any],
+    scripts_root: Path,
+    execution: Execution,
+    checked: dict[str, FileIdentity] | None = None,
 ) -> Verdict:
     """Run the hook's script on `event` with its environment's variables; what the run says
     back (stderr, reasons) has that environment's secret values masked. A remote hook is a POST
-    to its hook service instead (no environment: its variables stay in the proxy)."""
+    to its hook service instead (no environment: its variables stay in the proxy). `checked`: see
+    `session_script`."""
     if hook.remote_url is not None:
         return await _run_remote(hook, hook.remote_url, event, execution)
     environment = hook.environment
     if environment.problem is not None:
         return Verdict("failed", reason=environment.problem)
-    verdict = await _run_script_of(hook, event, scripts_root, execution, environment.variables)
+    verdict = await _run_script_of(hook, event, scripts_root, execution, environment.variables, checked)
     return _redacted(verdict, environment.secrets) if environment.secrets else verdict
 
 
@@ -225,24 +263,19 @@ async def _run_script_of(
     scripts_root: Path,
     execution: Execution,
     variables: Mapping[str, str],
+    checked: dict[str, FileIdentity] | None,
 ) -> Verdict:
+    """`checked`: exec-session scripts found inside the scripts folder already (one dict per
+    snapshot of the hooks file: see `session_script`)."""
     script_path = hook.hook.script.path
     timeout_s = hook.hook.timeout / 1000
     session = session_runtime(script_path) if hook.hook.script.execId else None
     if session is not None and execution.sessions is not None:
         assert hook.hook.script.execId is not None
-        # The worker opens and checks the file itself when it (re)loads it; checked here too, and
-        # stat'ed for the stamp that tells it the file changed.
-        script = resolve_script(scripts_root, script_path)
-        if not script_inside(scripts_root, script_path):
-            return Verdict("failed", reason=f"script {script_path} resolves outside the scripts folder")
-        try:
-            info = os.stat(script)
-        except OSError:
-            info = None
-        if info is None or not stat.S_ISREG(info.st_mode):
-            missing = f"script not found: {script_path} (looked in {scripts_root.name}/)"
-            return Verdict("failed", reason=missing)
+        found = session_script(scripts_root, script_path, checked)
+        if isinstance(found, Verdict):
+            return found
+        script, info = found
         key = SessionKey(
             str(event["container"]),
             hook.hook.script.execId,

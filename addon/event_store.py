@@ -150,9 +150,7 @@ class SQLiteEventStore:
         db.execute("PRAGMA synchronous = NORMAL")  # WAL + NORMAL: durable across process crashes
         return db
 
-    def insert(
-        self, events: Sequence[Event], db: sqlite3.Connection | None = None
-    ) -> list[tuple[int, Event]]:
+    def insert(self, events: Sequence[Event], db: sqlite3.Connection | None = None) -> None:
         if db is None:
             with self._connect() as own:
                 return self.insert(events, own)
@@ -164,23 +162,17 @@ class SQLiteEventStore:
         ]  # fmt: skip
         db.execute("BEGIN")
         try:
-            seqs = [
-                int(
-                    db.execute(
-                        "INSERT INTO events (id, ts, kind, container, service, hook_id, outcome, blocked,"
-                        " duration_ms, data, client, changed, exchange, cached)"
-                        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                        row,
-                    ).lastrowid
-                    or 0
-                )
-                for row in rows
-            ]
+            db.executemany(
+                "INSERT INTO events (id, ts, kind, container, service, hook_id, outcome, blocked,"
+                " duration_ms, data, client, changed, exchange, cached)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                rows,
+            )
         except BaseException:
             db.execute("ROLLBACK")
             raise
         db.execute("COMMIT")
-        return list(zip(seqs, events, strict=True))
+        return None
 
     def prune(self, max_rows: int, max_age: dt.timedelta | None) -> int:
         """Drop the oldest rows beyond `max_rows` and those older than `max_age`, a chunk at a

@@ -16,6 +16,7 @@ from addon import changes
 from addon.engine import HookRun, Verdict
 from addon.matching import BadHost, CompiledHook, FlowNames, RequestFacts, host_names, parse_host_header
 from addon.protocol import (
+    DEFAULT_EVENT_BODY_MAX,
     PROTOCOL_VERSION,
     BadAnswer,
     Header,
@@ -23,7 +24,7 @@ from addon.protocol import (
     ResponseSpec,
     ScriptEvent,
     body_bytes,
-    body_fields,
+    event_body_fields,
     header_name_problem,
     header_value_problem,
     path_problem,
@@ -117,9 +118,16 @@ class Exchange(Protocol):
 
 
 def hook_event(
-    flow: Exchange, run: HookRun, hook: CompiledHook, container: str, service: str, user: str | None = None
+    flow: Exchange,
+    run: HookRun,
+    hook: CompiledHook,
+    container: str,
+    service: str,
+    user: str | None = None,
+    body_max: int = DEFAULT_EVENT_BODY_MAX,
 ) -> ScriptEvent:
-    """Protocol v1's stdin object (its type is the protocol's definition: mypy holds this to it)."""
+    """Protocol v1's stdin object (its type is the protocol's definition: mypy holds this to it);
+    bodies cut at `body_max` bytes (`body_truncated` says so)."""
     script = hook.hook.script
     request = flow.request
     event: ScriptEvent = {
@@ -140,7 +148,7 @@ def hook_event(
             "port": request.port,
             "path": request.path,
             "headers": _message_headers(request),
-            **body_fields(request.get_content(strict=False)),
+            **event_body_fields(request.get_content(strict=False), body_max),
         },
         "response": None,
     }
@@ -149,7 +157,7 @@ def hook_event(
         event["response"] = {
             "status": response.status_code,
             "headers": _message_headers(response),
-            **body_fields(response.get_content(strict=False)),
+            **event_body_fields(response.get_content(strict=False), body_max),
         }
     return event
 

@@ -7,6 +7,7 @@ Nothing here knows about mitmproxy: a request is described by `RequestFacts`.
 
 from __future__ import annotations
 
+import functools
 import heapq
 import ipaddress
 import re
@@ -15,6 +16,7 @@ import urllib.parse
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
+from pathlib import Path
 
 from addon.environments import NO_ENVIRONMENT, ResolvedEnvironment, for_hook, resolve_all
 from addon.model import ANY_METHOD, RESERVED_SERVICES, Group, Hook
@@ -301,8 +303,13 @@ class CompiledContainer:
     snapshot: Snapshot
     services: tuple[CompiledService, ...]
     groups: Mapping[str, CompiledGroup]
+    scripts_root: Path  # the snapshot's, worked out once
     # Names already looked up, per snapshot (a new file version compiles a new container).
     _by_names: dict[tuple[str, ...], tuple[CompiledService, ...]] = field(
+        default_factory=dict, compare=False, repr=False
+    )
+    # Exec-session scripts found inside the scripts folder, per snapshot (`engine.session_script`).
+    session_scripts: dict[str, tuple[int, int, int, int]] = field(
         default_factory=dict, compare=False, repr=False
     )
 
@@ -333,7 +340,7 @@ class CompiledContainer:
                     name in RESERVED_SERVICES,
                 )
             )
-        return cls(snapshot, tuple(services), groups)
+        return cls(snapshot, tuple(services), groups, snapshot.scripts_root)
 
     @property
     def name(self) -> str:
@@ -396,6 +403,12 @@ class BadHost(ValueError):
     """A Host header (or :authority) that is not `host[:port]`: the proxy answers 400."""
 
 
+# Every flow's destination and Host header go through these: the same few names, read again
+# and again. Bounded (names come from clients); errors (BadHost) are not remembered.
+NAMES_CACHED = 4096
+
+
+@functools.lru_cache(maxsize=NAMES_CACHED)
 def host_names(host: str, port: int | None) -> tuple[str, ...]:
     """The names one source gives a flow: the host, and host:port. Case, a trailing dot and the
     spelling of an IP address do not make another name: `Auth.Test.` is `auth.test`, and
@@ -429,6 +442,7 @@ def normal_host(host: str) -> str:
     return name
 
 
+@functools.lru_cache(maxsize=NAMES_CACHED)
 def parse_host_header(value: str, default_port: int) -> tuple[str, ...]:
     """The names a Host header (or HTTP/2 :authority) gives; BadHost if it is not host[:port]."""
     match = _HOST_RE.match(value.strip())

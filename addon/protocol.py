@@ -228,11 +228,14 @@ def status_problem(status: int | None, upstream: int | None, body_size: int) -> 
     return None
 
 
+NO_ANSWER = ScriptAnswer()  # empty output, or a handle that returned None: carry on
+
+
 def parse_answer(stdout: bytes) -> ScriptAnswer:
     """Empty output means "carry on unchanged"; anything else must be one answer object."""
     text = stdout.strip()
     if not text:
-        return ScriptAnswer()
+        return NO_ANSWER
     try:
         data = loads_bounded(text, MAX_ANSWER_DEPTH)
     except TooDeep:
@@ -244,6 +247,8 @@ def parse_answer(stdout: bytes) -> ScriptAnswer:
 
 def parse_answer_object(data: Any) -> ScriptAnswer:
     """An answer already decoded from JSON (an exec session's return value); None: carry on."""
+    if data is None:
+        return NO_ANSWER
     if nested_deeper_than(data, MAX_ANSWER_DEPTH):
         raise BadAnswer(TOO_DEEP)
     return _validated(data)
@@ -251,7 +256,7 @@ def parse_answer_object(data: Any) -> ScriptAnswer:
 
 def _validated(data: Any) -> ScriptAnswer:
     if data is None:
-        return ScriptAnswer()
+        return NO_ANSWER
     if not isinstance(data, dict):
         raise BadAnswer(f"output must be a JSON object, got {type(data).__name__}")
     try:
@@ -286,6 +291,11 @@ class BodyFields(TypedDict):
 
 
 @with_config(_EVENT_CONFIG)
+class EventBodyFields(BodyFields):
+    body_truncated: bool  # the body went on past hooks_event_body_max: these are its first bytes
+
+
+@with_config(_EVENT_CONFIG)
 class EventScript(TypedDict):
     path: str
     subdomain: str | None
@@ -310,7 +320,7 @@ Header = tuple[str, str]  # [name, value], in order, repeated names repeated
 
 
 @with_config(_EVENT_CONFIG)
-class EventRequest(BodyFields):
+class EventRequest(EventBodyFields):
     method: str
     url: str
     host: str
@@ -320,7 +330,7 @@ class EventRequest(BodyFields):
 
 
 @with_config(_EVENT_CONFIG)
-class EventResponse(BodyFields):
+class EventResponse(EventBodyFields):
     status: int
     headers: list[Header]
 
@@ -347,6 +357,26 @@ def body_fields(content: bytes | None) -> BodyFields:
         return {"body": content.decode("utf-8"), "body_base64": None}
     except UnicodeDecodeError:
         return {"body": None, "body_base64": base64.b64encode(content).decode()}
+
+
+DEFAULT_EVENT_BODY_MAX = 1024 * 1024
+
+
+def event_body_fields(content: bytes | None, limit: int = DEFAULT_EVENT_BODY_MAX) -> EventBodyFields:
+    """A message body for a hook's event: its first `limit` bytes, as `body_fields` gives them
+    (a UTF-8 character cut at the limit is left out whole, so text stays text), and whether
+    the body went on past them. The message itself is not touched: the upstream (or the
+    client) still gets all of it."""
+    truncated = content is not None and len(content) > limit
+    if content is not None and truncated:
+        content = content[:limit]
+        try:
+            content.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            if exc.reason == "unexpected end of data":  # only the last character was cut
+                content = content[: exc.start]
+    fields = body_fields(content)
+    return {"body": fields["body"], "body_base64": fields["body_base64"], "body_truncated": truncated}
 
 
 def _excerpt(raw: bytes, limit: int = 120) -> str:

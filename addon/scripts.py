@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import os
 import select
@@ -175,6 +176,7 @@ class Runtimes:
 Runtime = Literal["python", "node", "bash", "exec", "remote"]  # remote: addon.remote_hooks
 
 
+@functools.lru_cache(maxsize=1024)  # asked for every run, of the few scripts hooks name
 def runtime_name(script: Path | str) -> Runtime:
     """python, node, bash, or exec (run directly), from the extension."""
     suffix = Path(script).suffix.lower()

@@ -61,7 +61,7 @@ class Upstream:
         self.url = f"http://127.0.0.1:{self.port}"
 
     async def _start(self) -> int:
-        app = web.Application()
+        app = web.Application(client_max_size=64 * 1024 * 1024)  # large uploads go through too
         app.router.add_route("*", "/{tail:.*}", self._handle)
         self.runner = web.AppRunner(app, access_log=None)
         await self.runner.setup()
@@ -216,13 +216,18 @@ class Mitmdump:
         return httpx.Client(base_url=self.api_url, timeout=30.0)
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        interrupt(self.proc)
+
+
+def interrupt(proc: subprocess.Popen[Any], timeout_s: float = 15) -> None:
+    """Stop mitmdump as Ctrl-C does (its `done` hooks run), killed if it has not within the time."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 def set_hooks(api: httpx.Client, container: str, service: str, hooks: list[dict[str, Any]]) -> dict[str, Any]:

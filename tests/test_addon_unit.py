@@ -160,3 +160,15 @@ async def _api_server(addon: ProxyHooks) -> object:
             return addon._api_server
         await asyncio.sleep(0.01)  # polling the addon's start-up task, with a deadline
     raise AssertionError("the control API did not start")
+
+
+async def test_hooks_event_body_max_is_bytes_and_never_negative(tmp_path: Path) -> None:
+    addon = ProxyHooks()
+    with taddons.context(addon) as tctx:
+        tctx.configure(addon, hooks_config=str(write_container(tmp_path / "demo.json")), hooks_api="")
+        assert addon.event_body_max == 1024 * 1024
+        tctx.configure(addon, hooks_event_body_max=10)
+        assert addon.event_body_max == 10
+        with pytest.raises(exceptions.OptionsError, match="hooks_event_body_max must be 0 or more"):
+            tctx.configure(addon, hooks_event_body_max=-1)
+        assert addon.event_body_max == 10

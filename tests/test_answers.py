@@ -24,6 +24,7 @@ from addon.protocol import (
     RequestChange,
     ResponseSpec,
     body_bytes,
+    event_body_fields,
     parse_answer,
     parse_answer_object,
     status_problem,
@@ -580,3 +581,28 @@ def test_whatever_the_answer_no_exception_and_no_broken_message(answer: Any, pha
         assert not (
             no_body and flow.response.raw_content and run.outcome != "failed" and run.outcome != "blocked"
         )
+
+
+# --- the body an event carries ---
+
+
+def test_a_body_within_the_bound_is_carried_whole() -> None:
+    assert event_body_fields(b"abc", 3) == {"body": "abc", "body_base64": None, "body_truncated": False}
+    assert event_body_fields(None, 3) == {"body": None, "body_base64": None, "body_truncated": False}
+
+
+def test_a_body_past_the_bound_is_cut_and_says_so() -> None:
+    assert event_body_fields(b"abcdef", 4) == {"body": "abcd", "body_base64": None, "body_truncated": True}
+    assert event_body_fields(b"abcdef", 0) == {"body": "", "body_base64": None, "body_truncated": True}
+
+
+def test_a_character_cut_at_the_bound_is_left_out_and_text_stays_text() -> None:
+    body = "aé€".encode()  # 1 + 2 + 3 bytes
+    assert event_body_fields(body, 2)["body"] == "a"
+    assert event_body_fields(body, 4)["body"] == "aé"
+    assert event_body_fields(body, 5)["body"] == "aé"
+
+
+def test_a_binary_body_past_the_bound_is_its_first_bytes_in_base64() -> None:
+    fields = event_body_fields(b"\xff\x00\x01\x02", 2)
+    assert fields == {"body": None, "body_base64": "/wA=", "body_truncated": True}

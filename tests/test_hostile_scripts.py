@@ -22,6 +22,7 @@ from mitmproxy import exceptions
 from mitmproxy.test import taddons
 
 from addon.enforcer import ProxyHooks
+from addon.engine import Verdict, session_script
 from addon.scripts import minimal_env
 from tests.harness import Mitmdump, Upstream, hook, set_hooks, wait_for
 from tests.proxy_fixtures import api, home, upstream  # noqa: F401 - fixtures
@@ -278,6 +279,46 @@ def test_an_exec_session_never_loads_a_swapped_in_outside_file(
     counts = race(proxy, "/race/current_session.py", Swapper(link, inside, outside / "evil_session.py"))
     assert set(counts) <= {"inside", "refused"}, counts
     assert counts.get("inside") and counts.get("refused"), counts
+
+
+def test_an_exec_session_script_swapped_after_a_run_is_refused_on_the_next(
+    proxy: Mitmdump, api: httpx.Client, home: Path, outside: Path
+) -> None:
+    """The proxy remembers exec-session scripts it found inside the folder; a script replaced
+    by a symlink to a file outside is another file, and refused, however well the old one ran."""
+    script = home / "scripts" / "swapped_session.py"
+    script.write_text('def handle(event):\n    return {"response": {"status": 200, "body": "INSIDE"}}\n')
+    set_hooks(api, "e2e", "auth", [session_hook("/swapped_session.py", f"swap-{uuid.uuid4().hex[:8]}")])
+    first = send(proxy)
+    assert first.status_code == 200 and first.text == "INSIDE"
+    spare = script.with_name("swapped_session.py.new")
+    spare.symlink_to(outside / "evil_session.py")
+    os.replace(spare, script)
+    try:
+        second = send(proxy)
+    finally:
+        script.unlink()
+    assert OUTSIDE_MARK not in second.text
+    assert second.status_code == 502
+    assert second.json()["reason"] == "script /swapped_session.py resolves outside the scripts folder"
+
+
+def test_a_remembered_session_script_is_looked_at_again_once_it_changes(
+    tmp_path: Path, outside: Path
+) -> None:
+    """`session_script` on its own (the worker's own check behind it aside): found inside once,
+    then swapped for a symlink to a file outside, it is refused, not taken from memory."""
+    root = tmp_path / "scripts"
+    root.mkdir()
+    (root / "s.py").write_text("def handle(event):\n    return None\n")
+    checked: dict[str, tuple[int, int, int, int]] = {}
+    found = session_script(root, "/s.py", checked)
+    assert not isinstance(found, Verdict) and "/s.py" in checked
+    (root / "s.py.new").symlink_to(outside / "evil_session.py")
+    os.replace(root / "s.py.new", root / "s.py")
+    refused = session_script(root, "/s.py", checked)
+    assert isinstance(refused, Verdict) and refused.outcome == "failed"
+    assert refused.reason == "script /s.py resolves outside the scripts folder"
 
 
 def test_an_outside_symlink_is_a_failed_run_naming_the_reason(

@@ -118,7 +118,7 @@ def test_the_event_schema_refuses_what_no_event_has(event_schema: Draft202012Val
         "hook": {"id": "h", "position": 0, "script": {"path": "/x.py", "subdomain": None, "execId": None}},
         "client": {"address": "127.0.0.1", "user": None, "groups": []},
         "request": {"method": "GET", "url": "http://a/", "host": "a", "port": 80, "path": "/",
-                    "headers": [["host", "a"]], "body": "", "body_base64": None},
+                    "headers": [["host", "a"]], "body": "", "body_base64": None, "body_truncated": False},
         "response": None,
     }  # fmt: skip
     assert event_schema.is_valid(event)

@@ -201,6 +201,13 @@ def test_failures_in_both_modes(
     assert response.headers["x-proxy-hooks-hook"] == opened
 
 
+def _events(api: httpx.Client, hook_id: str, outcome: str) -> list[dict[str, Any]]:
+    """The hook's recorded runs with that outcome (what the events API serves)."""
+    answer = api.get("/api/v1/containers/e2e/proxy/events", params={"hookId": hook_id, "outcome": outcome})
+    events: list[dict[str, Any]] = answer.json()["data"]["events"]
+    return events
+
+
 def _alive(pid: int) -> bool:
     return Path(f"/proc/{pid}").exists()
 
@@ -233,7 +240,7 @@ def test_async_hook_observes_without_delaying(
     [hook_id] = ids(set_hooks(api, "e2e", "auth", [hook("/watch", "/act.py", mode="async", timeout=1500)]))
     response, _ = send(client, "http://auth.test/watch", "respond")
     assert response.status_code == 200 and response.json()["upstream"] is True  # answer not applied
-    wait_for(lambda: f"hook {hook_id}" in proxy.output() and "observed" in proxy.output(), 10, "observed log")
+    wait_for(lambda: _events(api, hook_id, "observed"), 10, "the observed run's event")
     # A hanging async hook: the flow is answered while the script still runs.
     pidfile = tmp_path / "pids"
     response, _ = send(client, "http://auth.test/watch", "hang", headers={"x-pidfile": str(pidfile)})
@@ -360,6 +367,21 @@ def test_event_carries_the_protocol_fields(client: httpx.Client, api: httpx.Clie
     assert ["x-marker", mark] in request["headers"]
     assert request["body"] is None and request["body_base64"] == "/wA="
     assert event["response"] is None
+
+
+def test_a_large_body_reaches_the_upstream_whole_while_the_event_carries_its_start(
+    client: httpx.Client, api: httpx.Client, upstream: Upstream
+) -> None:
+    set_hooks(api, "e2e", "auth", [hook("/upload", "/event_body.py")])
+    payload = b"0123456789abcdef" * (3 * 1024 * 1024 // 16)  # 3 MiB, past the default 1 MiB
+    response, mark = send(client, "http://auth.test/upload", method="POST", content=payload)
+    assert response.status_code == 200
+    [seen] = upstream.seen(mark)
+    assert seen["headers"]["x-event-body"] == f"{1024 * 1024} true"
+    assert seen["body"] == payload.decode()  # every byte, unchanged
+    response, mark = send(client, "http://auth.test/upload", method="POST", content=b"small")
+    [seen] = upstream.seen(mark)
+    assert seen["headers"]["x-event-body"] == "5 false" and seen["body"] == "small"
 
 
 def test_scripts_get_a_minimal_environment(client: httpx.Client, api: httpx.Client) -> None:
