@@ -17,6 +17,9 @@ from urllib.parse import parse_qsl, urlsplit
 
 from pydantic import BaseModel, ConfigDict
 
+from addon.environments import redact as redact_text
+from addon.environments import redact_bytes
+
 if TYPE_CHECKING:  # events -> engine -> capture: the HAR side only reads events
     from addon.events import Event
 
@@ -57,13 +60,23 @@ class Exchange(BaseModel):
 
 
 def message_fields(
-    headers: Iterable[tuple[str, str]], content: bytes | None, body_max: int, redact: Sequence[str] = ()
+    headers: Iterable[tuple[str, str]],
+    content: bytes | None,
+    body_max: int,
+    redact: Sequence[str] = (),
+    secrets: frozenset[str] = frozenset(),
 ) -> dict[str, Any]:
-    """The common fields of a Message: headers (redacted as asked), the body within the bound."""
+    """The common fields of a Message: headers (redacted as asked), the body within the bound.
+    `secrets`: the hook's environment's `from_env` values, masked wherever they appear (a script
+    that puts an API key in a header or a body must not leave it in the store or a HAR)."""
     hidden = set(redact)
-    kept_headers = [(name, REDACTED if name.lower() in hidden else value) for name, value in headers]
+    kept_headers = [
+        (name, REDACTED if name.lower() in hidden else redact_text(value, secrets) or "")
+        for name, value in headers
+    ]
     content = content or b""
-    kept = content[:body_max]
+    # Masked before the cut, so a secret across the bound leaves none of its bytes behind.
+    kept = (redact_bytes(content, secrets) if secrets else content)[:body_max]
     fields: dict[str, Any] = {
         "headers": kept_headers,
         "body_size": len(content),

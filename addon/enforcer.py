@@ -560,7 +560,7 @@ class ProxyHooks:
         if run.capture is None or self.events is None:
             return
         try:
-            run.exchange = exchange_of(flow, run.capture, ctx.options.hooks_capture_body_max)
+            run.exchange = exchange_of(flow, run.capture, ctx.options.hooks_capture_body_max, run.secrets)
         except Exception:
             log.exception("proxy-hooks: cannot capture the exchange of hook %s", run.hook_id)
 

@@ -86,6 +86,8 @@ class HookRun:
     changes: RunChanges | None = None  # what the applied answer did (addon.changes)
     capture: Capture | None = None  # the hook keeps its exchanges (`capture`), redacting these headers
     exchange: Exchange | None = None  # the exchange captured, stored beside the run's event
+    # The hook environment's from_env values, masked in what capture keeps; never recorded.
+    secrets: frozenset[str] = frozenset()
     cached: bool = False  # the verdict of an earlier run, reused (the hook's `cache`)
     hook_name: str | None = None
     hook_version: int = 1  # the version of the hook that ran (addon.versions)
@@ -116,6 +118,7 @@ class HookRun:
             client=facts.client_address,
             groups=sorted(client.groups),
             capture=hook.hook.capture_spec(),
+            secrets=hook.environment.secrets,
             hook_name=hook.hook.name,
             hook_version=hook.hook.hook_version,
         )
@@ -137,7 +140,7 @@ class HookRun:
     def as_dict(self) -> dict[str, Any]:
         """For flow.metadata: plain JSON values only (flows can be saved; the capture stays with
         the event)."""
-        plain = {k: v for k, v in self.__dict__.items() if k not in ("capture", "exchange")}
+        plain = {k: v for k, v in self.__dict__.items() if k not in ("capture", "exchange", "secrets")}
         changes = None if self.changes is None else self.changes.model_dump(mode="json")
         return {**plain, "blocked": self.blocked, "changes": changes}
 

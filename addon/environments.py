@@ -96,6 +96,14 @@ def for_hook(resolved: Mapping[str, ResolvedEnvironment], name: str | None) -> R
     return ResolvedEnvironment(name, missing=(f"environment {name!r} is not defined",))
 
 
+def redact_bytes(data: bytes, secrets: Iterable[str]) -> bytes:
+    """`redact` for a body: each secret's UTF-8 bytes replaced by "***"."""
+    for secret in sorted(secrets, key=len, reverse=True):
+        if len(secret) >= MIN_MASKED_LENGTH:
+            data = data.replace(secret.encode(), MASK.encode())
+    return data
+
+
 def redact(text: str | None, secrets: Iterable[str]) -> str | None:
     """`text` with every secret value (longest first, so one inside another goes whole)
     replaced by "***"."""

@@ -6,16 +6,21 @@ from __future__ import annotations
 from mitmproxy import http
 
 from addon.capture import CapturedRequest, CapturedResponse, Exchange, message_fields
+from addon.environments import redact
 from addon.model import Capture
 
 
-def exchange_of(flow: http.HTTPFlow, capture: Capture, body_max: int) -> Exchange:
+def exchange_of(
+    flow: http.HTTPFlow, capture: Capture, body_max: int, secrets: frozenset[str] = frozenset()
+) -> Exchange:
     request = flow.request
     captured_request = CapturedRequest(
         method=request.method,
-        url=request.pretty_url,
+        url=redact(request.pretty_url, secrets) or "",
         http_version=request.http_version,
-        **message_fields(request.headers.items(multi=True), request.raw_content, body_max, capture.redact),
+        **message_fields(
+            request.headers.items(multi=True), request.raw_content, body_max, capture.redact, secrets
+        ),
     )
     response = flow.response
     captured_response = None
@@ -24,7 +29,7 @@ def exchange_of(flow: http.HTTPFlow, capture: Capture, body_max: int) -> Exchang
             status=response.status_code,
             reason=response.reason,
             http_version=response.http_version,
-            **message_fields(response.headers.items(multi=True), response.raw_content, body_max),
+            **message_fields(response.headers.items(multi=True), response.raw_content, body_max, (), secrets),
         )
     present = {name.lower() for name, _ in request.headers.items(multi=True)}
     return Exchange(

@@ -31,6 +31,12 @@ RUNS = Counter(
     ["container", "service", "hook", "outcome"],
     registry=REGISTRY,
 )
+CACHE_HITS = Counter(
+    "proxy_hooks_cache_hits",
+    "Runs answered with an earlier verdict from the hook's cache (also counted in proxy_hooks_runs)",
+    ["container", "service", "hook"],
+    registry=REGISTRY,
+)
 # From a cached exec-session answer (~0.3 ms) to a script at its 30 s timeout.
 DURATION_BUCKETS = (
     0.0005,
@@ -70,6 +76,8 @@ def flow_seen(container: str, service: str, hooked: bool) -> None:
 
 def run_recorded(run: HookRun) -> None:
     RUNS.labels(run.container, run.service, run.hook_id, run.outcome).inc()
+    if run.cached:
+        CACHE_HITS.labels(run.container, run.service, run.hook_id).inc()
     if run.duration_ms is not None:
         RUN_SECONDS.labels(run.runtime).observe(run.duration_ms / 1000)
 

@@ -240,3 +240,34 @@ def test_a_dry_run_takes_another_environment(api: httpx.Client) -> None:
     assert other["stderr"] == "key=***" and OTHER_SECRET not in json.dumps(other)
     missing = api.post(url, json={"path": "/env/x", "environment": "prod"})
     assert missing.status_code == 422 and "environment 'prod' is not defined" in missing.text
+
+
+def test_captured_exchanges_mask_from_env_values(
+    proxy: Mitmdump, api: httpx.Client, upstream: Upstream
+) -> None:
+    """A hook that adds credentials from its environment and captures its exchanges: the upstream
+    gets the real key; the stored exchange and the HAR export show "***" wherever it was
+    (header, query, body, and the upstream's answer echoing the query)."""
+    hook_id = only_hook(api, "/env_inject.py", capture={"redact": []})
+    marker = uuid.uuid4().hex
+    with proxy.client() as http:
+        response = http.post(f"http://auth.test/env/{marker}", content=b"original")
+    assert response.status_code == 200, response.text
+    [seen] = upstream.seen(marker)
+    assert seen["headers"]["x-api-key"] == SECRET and seen["body"] == f"token={SECRET}"
+    assert seen["path"] == f"/env/{marker}?key={SECRET}"
+
+    def captured() -> dict[str, Any] | None:
+        events = api.get(EVENTS, params={"hookId": hook_id}).json()["data"]["events"]
+        mine = [e for e in events if marker in e["path"]]
+        return mine[0] if mine else None
+
+    event = wait_for(captured, 10, "the capturing hook's event")
+    exchange = api.get(f"{EVENTS}/{event['id']}/exchange").json()["data"]["exchange"]
+    request = exchange["request"]
+    assert dict((k.lower(), v) for k, v in request["headers"])["x-api-key"] == "***"
+    assert request["url"].endswith(f"/env/{marker}?key=***")
+    assert request["body"] == "token=***"
+    har = api.get(f"{EVENTS}.har", params={"hookId": hook_id}).text
+    for text in (json.dumps(exchange), har):
+        assert SECRET not in text and "***" in text

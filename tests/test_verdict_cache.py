@@ -16,6 +16,7 @@ from typing import Any
 
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from addon import verdict_cache
 from addon.engine import Verdict
@@ -103,6 +104,15 @@ def test_a_repeated_request_gets_the_earlier_verdict_applied_the_same(
     stats = api.get("/api/v1/containers/e2e/proxy/stats").json()["data"]
     (row,) = [h for h in stats["hookBreakdown"] if h["hookId"] == hook_id]
     assert (row["total"], row["cached"], row["cacheHitRate"]) == (3, 1, 33.33)
+    metrics = api.get("/metrics")
+    assert metrics.status_code == 200, metrics.text
+    hits = [
+        sample.value
+        for family in text_string_to_metric_families(metrics.text)
+        for sample in family.samples
+        if sample.name == "proxy_hooks_cache_hits_total" and sample.labels.get("hook") == hook_id
+    ]
+    assert hits == [1.0]
 
 
 # (vary, two requests that differ only in that element)
