@@ -163,19 +163,18 @@ def container(upstream_port: int, config: Config) -> dict[str, Any]:
     """s0 is the service the bench's flows are for (the reverse target's address)."""
     names = [f"s{i}" for i in range(config.services)]
     hooks = config.hooks or {}
+    services: dict[str, dict[str, Any]] = {
+        name: {"hosts": [f"{name}.bench.test"] + ([f"127.0.0.1:{upstream_port}"] if name == "s0" else [])}
+        for name in names
+    }
+    if config.remote:  # the service s0's hook names in script.subdomain
+        services["hooks"] = {"hosts": ["hooks.bench.internal"], "upstream": hook_service_url()}
     return {
         "container": "bench",
         "file_version": 1,
-        "services": {
-            name: {"hosts": [f"{name}.bench.test"] + ([f"127.0.0.1:{upstream_port}"] if name == "s0" else [])}
-            for name in names
-        },
+        "services": services,
         "hooks": {name: hooks.get(name, []) for name in names},
-    } | ({} if not config.remote else {"services": {
-        **{name: {"hosts": [f"{name}.bench.test"] + ([f"127.0.0.1:{upstream_port}"] if name == "s0" else [])}
-           for name in names},
-        "hooks": {"hosts": ["hooks.bench.internal"], "upstream": hook_service_url()},
-    }})  # fmt: skip
+    }
 
 
 _HOOK_SERVICE: list[str] = []
