@@ -202,3 +202,30 @@ def configs_copy(tmp_path: Path) -> Path:
     target = tmp_path / "configs"
     shutil.copytree(Path(__file__).parent.parent / "configs", target)
     return target
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[Any]:
+    """One real PostgreSQL server for the session (tests/postgres_server.py), started on first use.
+
+    Its folder sits directly under the system temp folder, not pytest's (which must stay 0700 to
+    pytest, while the server's unprivileged user needs to reach its folder when we are root).
+    """
+    import tempfile
+
+    from tests.postgres_server import LocalPostgres
+
+    server = LocalPostgres(Path(tempfile.mkdtemp(prefix="proxy-hooks-pg-")) / "data")
+    server.start()
+    server.wait_ready()
+    try:
+        yield server
+    finally:
+        server.destroy()
+        shutil.rmtree(server.data_dir.parent, ignore_errors=True)
+
+
+@pytest.fixture
+def postgres_dsn(postgres_server: Any) -> str:
+    """A fresh, empty database on the session's server: each test starts from nothing."""
+    return str(postgres_server.create_database())
