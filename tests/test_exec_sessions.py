@@ -118,10 +118,17 @@ def test_one_run_times_out_while_others_succeed(proxy: Mitmdump, api: httpx.Clie
 
 @pytest.mark.parametrize("lang", LANGS)
 def test_stuck_worker_is_killed_and_restarted(proxy: Mitmdump, api: httpx.Client, lang: str) -> None:
-    exec_id = use(api, lang, timeout=500)
+    exec_id = use(api, lang, timeout=3000)
     first = whoami(proxy)["pid"]
-    stuck, bystander = concurrently(proxy, ("spin", {}), ("sleep", {"x-sleep": "0.45"}))
-    assert stuck.status_code == 504
+    with ThreadPoolExecutor(1) as pool:
+        pending = pool.submit(send, proxy, "spin")
+        # The spin's frame is on the worker's pipe before the bystander's, so the worker takes it
+        # first and blocks: the bystander's short sleep can never run, whatever the machine's load
+        # (sent together, a late spin could find the bystander already done).
+        wait_for(lambda: workers(api, exec_id)[0]["in_flight"] == 1, 10, "the spin in flight")
+        bystander = send(proxy, "sleep", **{"x-sleep": "0.1"})
+        stuck = pending.result()
+    assert stuck.status_code == 504, stuck.text
     # The bystander was in flight on the stuck worker: it fails (or times out) on its own.
     assert bystander.status_code in (502, 504), bystander.text
     wait_for(lambda: gone(first), 10, "the stuck worker to be killed and reaped")
