@@ -18,6 +18,7 @@ import httpx
 import pytest
 
 from addon.scripts import Runtimes
+from tests.conftest import ApiProcess, demo, write_container
 from tests.harness import Mitmdump, Upstream, hook, set_hooks, wait_for
 from tests.proxy_fixtures import api, home, upstream  # noqa: F401 - fixtures
 
@@ -131,3 +132,30 @@ def test_without_tsx_typescript_hooks_fail_closed_naming_what_to_install(
         assert "is not a tsx install" in proxy.output()  # the warning at start-up
     finally:
         proxy.stop()
+
+
+def test_a_dry_run_runs_a_typescript_hook(proxy: Mitmdump, api: httpx.Client) -> None:
+    [spec] = set_hooks(api, "e2e", "auth", [hook("/**", "/typed.ts")])["hooks"]
+    url = f"/api/v1/containers/e2e/proxy/hooks/auth/{spec['id']}/test"
+    data = api.post(url, json={"method": "POST", "headers": {"x-act": "block"}}).json()["data"]
+    assert data["runtime"] == "typescript" and data["outcome"] == "blocked"
+    assert data["reason"] == "blocked by typescript (POST)"
+
+
+def test_an_inline_typescript_dry_run(tmp_path: Path) -> None:
+    path = write_container(tmp_path / "demo.json", demo(
+        hooks={"auth": [{"id": "01hz8x9k2b3c4d5e6f7g8h9j0k", "match": {"method": "*", "path": "/**"},
+                         "script": {"path": "/hooks/x.py"}}]}))  # fmt: skip
+    process = ApiProcess(path, "--allow-inline-scripts")
+    source = (
+        "const reason: string = 'inline typescript';\n"
+        "process.stdout.write(JSON.stringify({ block: true, reason }));\n"
+    )
+    try:
+        with process.client() as http:
+            test_url = "/api/v1/containers/demo/proxy/hooks/auth/01hz8x9k2b3c4d5e6f7g8h9j0k/test"
+            body = {"script_inline": {"language": "typescript", "source": source}}
+            data = http.post(test_url, json=body).json()["data"]
+            assert data["runtime"] == "typescript" and data["reason"] == "inline typescript", data
+    finally:
+        process.stop()
