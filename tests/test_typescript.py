@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 import pytest
 
-from addon.scripts import Runtimes
+from addon import typescript
 from tests.conftest import ApiProcess, demo, write_container
 from tests.harness import Mitmdump, Upstream, hook, set_hooks, wait_for
 from tests.proxy_fixtures import api, home, upstream  # noqa: F401 - fixtures
@@ -110,7 +110,7 @@ def test_a_syntax_error_names_the_typescript_line(proxy: Mitmdump, api: httpx.Cl
 def test_without_tsx_typescript_hooks_fail_closed_naming_what_to_install(
     home: Path, upstream: Upstream, tmp_path: Path
 ) -> None:
-    if Runtimes.detect().typescript == "node":
+    if typescript.strips_types(typescript.node_version(shutil.which("node") or "node")):
         pytest.skip("this node strips types itself: hooks_tsx is not used")
     nowhere = tmp_path / "no-tsx-here"
     proxy = Mitmdump(home / "e2e.json", tmp_path / "confdir", "--set", f"hooks_tsx={nowhere}")
@@ -159,3 +159,24 @@ def test_an_inline_typescript_dry_run(tmp_path: Path) -> None:
             assert data["runtime"] == "typescript" and data["reason"] == "inline typescript", data
     finally:
         process.stop()
+
+
+@pytest.mark.parametrize(
+    ("version", "strips"),
+    [((20, 20, 2), False), ((22, 12, 0), False), ((22, 13, 0), True), ((23, 1, 9), False), ((23, 2, 0), True),
+     ((24, 0, 0), True), (None, False)],
+)  # fmt: skip
+def test_which_node_strips_types_itself(version: tuple[int, int, int] | None, strips: bool) -> None:
+    assert typescript.strips_types(version) is strips
+
+
+def test_tsx_is_found_from_its_executable_and_its_esbuild_beside_it() -> None:
+    """What `make` installs: the link npm puts in node_modules/.bin leads to the package, and
+    from there to the esbuild executable the node side runs."""
+    project = typescript.PROJECT_TSX
+    assert typescript.tsx_package(str(project.parent / ".bin" / "tsx")) == project
+    esbuild = typescript.esbuild_of(project)
+    assert esbuild is not None and esbuild.name == "esbuild" and esbuild.is_file()
+    compiler, why = typescript.compiler(shutil.which("node"), "/nowhere/tsx")
+    if compiler != "node":  # a node that strips types never needs tsx
+        assert compiler is None and why.startswith("hooks_tsx '/nowhere/tsx' is not a tsx install")
