@@ -28,7 +28,19 @@ $(STAMP): $(RUNTIME_STAMP)
 	$(PIP_EDITABLE) '.[test]'
 	@touch $@
 
-install: $(STAMP)
+# tsx, for TypeScript hooks where node cannot strip types itself (node < 22.13): this exact
+# version, from npm, into var/node (the proxy finds it there; see addon/typescript.py). Without
+# npm, TypeScript hooks fail (as their failure_mode says) until one is installed.
+TSX_VERSION := 4.23.15
+NODE_DIR := var/node
+TSX_STAMP := $(NODE_DIR)/.tsx-$(TSX_VERSION)
+$(TSX_STAMP):
+	@if command -v npm >/dev/null; then \
+		npm install --prefix $(NODE_DIR) --no-save --no-package-lock --no-audit --no-fund --loglevel=error \
+			tsx@$(TSX_VERSION) && touch $@; \
+	else echo "make: npm not found: TypeScript hooks need node >= 22.13 or tsx (install npm, then make again)"; fi
+
+install: $(STAMP) $(TSX_STAMP)
 
 # The package as users install it: the wheel built from a clean build folder (setuptools would
 # reuse files a stale one holds), installed non-editable in a venv of its own, where
@@ -69,7 +81,7 @@ $(PIPX_INJECTED_STAMP): $(PIPX_MITMPROXY_STAMP) $(WHEEL_STAMP)
 	$(call PIPX,injected) inject --quiet --include-apps mitmproxy $(WHEEL_DIR)/*.whl --pip-args=$(MITMPROXY_SPEC)
 	@touch $@
 
-test: $(STAMP) $(WHEEL_STAMP) $(PIPX_INJECTED_STAMP)
+test: $(STAMP) $(TSX_STAMP) $(WHEEL_STAMP) $(PIPX_INJECTED_STAMP)
 	PROXY_HOOKS_WHEEL_VENV=$(abspath $(WHEEL_VENV)) PROXY_HOOKS_PIPX_DIR=$(abspath $(PIPX_DIR)) \
 		$(BIN)/python -m pytest $(PYTEST_ARGS)
 
@@ -87,7 +99,7 @@ demo-reset:
 
 # The proxy on 127.0.0.1:$(PROXY_PORT), its control API on $(API_LISTEN), and the demo services.
 # Events go where they go for any configuration: $(RUN_DIR)/.proxy-hooks/events.db.
-run: $(RUNTIME_STAMP) $(RUN_DIR)/demo.json
+run: $(RUNTIME_STAMP) $(TSX_STAMP) $(RUN_DIR)/demo.json
 	@$(BIN)/python configs/demo_upstream.py 9001 9002 $(PROXY_PORT) & upstream=$$!; \
 	trap 'kill $$upstream 2>/dev/null' EXIT INT TERM; \
 	echo "Hooks: $(RUN_DIR) (a copy of configs/; make demo-reset restores it). API: http://$(API_LISTEN)/api/v1/containers/demo/proxy/hooks"; \

@@ -131,11 +131,12 @@ def _session(
 
 
 def health_problems(
-    snapshot: Snapshot, load_problems: LoadProblems | None = None
+    snapshot: Snapshot, load_problems: LoadProblems | None = None, typescript_missing: str | None = None
 ) -> tuple[list[dict[str, Any]], list[str]]:
     """For /healthz: every exec-session hook whose script cannot serve, and, in words, every
-    enabled hook whose script is not there (it fails as its failure_mode says on every flow it
-    matches). Blocking, like the catalog."""
+    enabled hook whose script is not there, or is TypeScript when nothing here can run that
+    (`typescript_missing` says why): it fails as its failure_mode says on every flow it matches.
+    Blocking, like the catalog."""
     sessions = []
     missing = []
     for service, entries in resolve_catalog(snapshot, load_problems).items():
@@ -151,17 +152,22 @@ def health_problems(
                         "problem": session["problem"],
                     }
                 )
-            if entry["enabled"] and not entry["exists"]:
-                effect = (
-                    "the flows it matches fail closed (502)"
-                    if entry["failure_mode"] == "closed"
-                    else "the flows it matches pass without it (failure_mode open)"
-                )
+            if not entry["enabled"]:
+                continue
+            where = f"{snapshot.container}/{service} hook {entry['id']} (position {entry['position']})"
+            effect = (
+                "the flows it matches fail closed (502)"
+                if entry["failure_mode"] == "closed"
+                else "the flows it matches pass without it (failure_mode open)"
+            )
+            if not entry["exists"]:
                 missing.append(
-                    f"{snapshot.container}/{service} hook {entry['id']} (position {entry['position']}): "
-                    f"{entry['problem']}: {entry['script']['path']} (scripts folder "
+                    f"{where}: {entry['problem']}: {entry['script']['path']} (scripts folder "
                     f"{snapshot.scripts_root.name}/); {effect} until it is fixed"
                 )
+            elif entry["runtime"] == "typescript" and typescript_missing is not None:
+                script = entry["script"]["path"]
+                missing.append(f"{where}: {script}: {typescript_missing}; {effect} until then")
     return sessions, missing
 
 

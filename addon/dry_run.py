@@ -28,7 +28,7 @@ from addon.store import Snapshot
 from addon.validation import InvalidInput, Problem, environment_undefined, script_inside, service_upstreams
 
 MAX_INLINE_SOURCE = 256 * 1024
-_EXTENSIONS = {"python": ".py", "node": ".js", "bash": ".sh"}
+_EXTENSIONS = {"python": ".py", "node": ".js", "typescript": ".ts", "bash": ".sh"}
 
 
 class _Sample(BaseModel):
@@ -42,7 +42,7 @@ class SampleResponse(_Sample):
 
 
 class InlineScript(_Sample):
-    language: Literal["python", "node", "bash"]
+    language: Literal["python", "node", "typescript", "bash"]
     source: Annotated[str, Field(max_length=MAX_INLINE_SOURCE)]
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import collections.abc
 import contextlib
+import dataclasses
 import datetime as dt
 import errno
 import functools
@@ -100,6 +101,7 @@ API_OPTIONS = {
     "hooks_api_hosts",
     "hooks_script_user",
     "hooks_encoded_slashes",  # the API's explain and dry runs read paths as the proxy does
+    "hooks_tsx",  # its dry runs run TypeScript as the proxy does
 }
 EVENT_OPTIONS = {"hooks_events", "hooks_events_max_rows", "hooks_events_max_age_days", "hooks_events_queue"}
 
@@ -230,6 +232,15 @@ class ProxyHooks:
             "(a guard against DNS rebinding).",
         )
         loader.add_option(
+            "hooks_tsx",
+            Optional[str],  # noqa: UP045
+            None,
+            "Where TypeScript hooks (.ts, .mts) find tsx when node cannot strip types itself "
+            "(node < 22.13): the tsx package folder, or its executable. Unset: the tsx `make` "
+            "installs in the checkout's var/node, else tsx on PATH. With none, TypeScript hooks "
+            "fail as their failure_mode says, naming what to install.",
+        )
+        loader.add_option(
             "hooks_script_user",
             Optional[str],  # noqa: UP045
             None,
@@ -272,6 +283,8 @@ class ProxyHooks:
             self.event_body_max = ctx.options.hooks_event_body_max
         if "hooks_script_user" in updated:
             self.sessions.set_user(_script_user(ctx.options.hooks_script_user))
+        if "hooks_tsx" in updated:
+            self._configure_typescript(ctx.options.hooks_tsx)
         if "hooks_capture_body_max" in updated and ctx.options.hooks_capture_body_max < 0:
             raise exceptions.OptionsError("hooks_capture_body_max must be 0 or more (bytes)")
         if "hooks_exec_idle" in updated:
@@ -293,6 +306,18 @@ class ProxyHooks:
             # Also after a rejected change: mitmproxy rolls the option back, we carry on as before.
             if restart:
                 self._start_background()
+
+    def _configure_typescript(self, tsx: str | None) -> None:
+        """Where TypeScript comes from (hooks_tsx): a warning, not an error, when it is not
+        there, as for a missing interpreter: TypeScript hooks then fail as their failure_mode
+        says, and everything else runs."""
+        runtimes = Runtimes.detect(tsx)
+        if runtimes == self.execution.runtimes:
+            return
+        self.sessions.set_runtimes(runtimes)
+        self.execution = dataclasses.replace(self.execution, runtimes=runtimes)
+        if tsx and runtimes.typescript is None:
+            log.warning("proxy-hooks: %s", runtimes.typescript_missing)
 
     def running(self) -> None:
         # Sync on purpose: an async running() breaks mitmproxy's hot reload of the -s file.

@@ -57,7 +57,7 @@ DURATION_BUCKETS = (
 )
 RUN_SECONDS = Histogram(
     "proxy_hooks_run_duration_seconds",
-    "How long hook scripts took, by runtime (python, node, bash, exec)",
+    "How long hook scripts took, by runtime (python, node, typescript, bash, exec)",
     ["runtime"],
     buckets=DURATION_BUCKETS,
     registry=REGISTRY,

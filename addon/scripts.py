@@ -1,7 +1,8 @@
 """Running one hook script as its own process, without ever blocking the event loop.
 
 - The runtime comes from the extension, by absolute path (a `python3` found on PATH may be a
-  slow shim): `.py` the proxy's own Python, `.js/.mjs/.cjs` node, `.sh` bash, else the file.
+  slow shim): `.py` the proxy's own Python, `.js/.mjs/.cjs` node, `.ts/.mts` node with its own
+  type stripping or tsx's compiler (`addon.typescript`), `.sh` bash, else the file.
 - The file that runs is the file that was checked: `open_script` opens it beneath the scripts
   folder and checks the *opened* file's real path (`/proc/self/fd/N`), and the runtime is
   handed that open file (see `script_command`), never the path again.
@@ -37,6 +38,9 @@ from typing import Any, ClassVar, Literal
 
 from addon.hosts import containment
 from addon.hosts.containment import become_subreaper as become_subreaper
+from addon.typescript import INSTALL_HINT as TYPESCRIPT_HINT
+from addon.typescript import SUFFIXES as TYPESCRIPT_SUFFIXES
+from addon.typescript import compiler as typescript_compiler
 
 MAX_STDOUT = 1024 * 1024
 MAX_STDERR = 64 * 1024
@@ -67,15 +71,24 @@ exec(_source)
 
 # `node -e`: the same for node, with the loader the exec-session host uses (hosts/node_source.cjs):
 # CommonJS is compiled as the main module from the source read; an ES module (.mjs, or .js under
-# "type": "module") is served to the loader from that source.
+# "type": "module") is served to the loader from that source. TypeScript (.ts, .mts) is compiled
+# first, with the compiler `Runtimes.typescript` names (the last argument; empty for JavaScript).
 NODE_SOURCE = Path(__file__).resolve().parent / "hosts" / "node_source.cjs"
 NODE_BOOT = r"""const fs = require('fs');
 const loader = require(process.argv[3]);
-const fd = Number(process.argv[1]), file = process.argv[2];
-const source = fs.readFileSync(fd, 'utf8');
+const fd = Number(process.argv[1]), file = process.argv[2], typescript = process.argv[4];
+const read = fs.readFileSync(fd, 'utf8');
 fs.closeSync(fd);
-process.argv.splice(1, 3, file);
-if (loader.isEsm(file)) {
+process.argv.splice(1, 4, file);
+let compiled;
+try {
+  compiled = loader.javascriptOf(file, read, typescript);
+} catch (err) {
+  console.error(err.message);  // a TypeScript syntax error: file:line:column and what is wrong
+  process.exit(1);
+}
+const { source, esm } = compiled;
+if (esm) {
   loader.importFromSource(file, source).catch((err) => { console.error(err); process.exitCode = 1; });
 } else {
   loader.compileCommonJS(file, source, true);
@@ -134,25 +147,27 @@ class Runtimes:
     python: str
     node: str | None
     bash: str | None
+    # How node turns TypeScript into JavaScript ("node", or tsx's esbuild folder: see
+    # addon.typescript); None, and why, when nothing here can.
+    typescript: str | None = None
+    typescript_missing: str = TYPESCRIPT_HINT
 
     @classmethod
-    def detect(cls) -> Runtimes:
-        return cls(sys.executable, shutil.which("node"), shutil.which("bash"))
+    def detect(cls, tsx: str | None = None) -> Runtimes:
+        """`tsx`: the hooks_tsx option (unset: the project's tsx, else one on PATH)."""
+        node = shutil.which("node")
+        compiler, missing = typescript_compiler(node, tsx)
+        return cls(sys.executable, node, shutil.which("bash"), compiler, missing)
 
-    def command(self, script: Path) -> list[str]:
-        """By path (what `script_command` runs, for display and benchmarks)."""
-        suffix = script.suffix.lower()
-        if suffix == ".py":
-            return [self.python, str(script)]
-        if suffix in (".js", ".mjs", ".cjs"):
-            if self.node is None:
-                raise FileNotFoundError("node is not installed (needed for JavaScript hooks)")
-            return [self.node, str(script)]
-        if suffix == ".sh":
-            if self.bash is None:
-                raise FileNotFoundError("bash is not installed (needed for .sh hooks)")
-            return [self.bash, str(script)]
-        return [str(script)]
+    def node_for(self, runtime: Runtime) -> str:
+        """node, for a JavaScript or TypeScript hook; FileNotFoundError (the run fails, as its
+        failure_mode says) saying what to install when it cannot run here."""
+        if self.node is None:
+            language = "TypeScript" if runtime == "typescript" else "JavaScript"
+            raise FileNotFoundError(f"node is not installed (needed for {language} hooks)")
+        if runtime == "typescript" and self.typescript is None:
+            raise FileNotFoundError(self.typescript_missing)
+        return self.node
 
     def script_command(self, real: str, fd: int = SCRIPT_FD) -> list[str]:
         """The command that runs the script open on `fd` (in the script's process), never
@@ -162,28 +177,33 @@ class Runtimes:
         name = runtime_name(real)
         if name == "python":
             return [self.python, "-c", PY_BOOT, str(fd), real]
-        if name == "node":
-            if self.node is None:
-                raise FileNotFoundError("node is not installed (needed for JavaScript hooks)")
-            return [self.node, "-e", NODE_BOOT, str(fd), real, str(NODE_SOURCE)]
+        if name in ("node", "typescript"):
+            node, compiler = self.node_for(name), self.typescript or ""
+            return [node, *self.node_flags(), "-e", NODE_BOOT, str(fd), real, str(NODE_SOURCE), compiler]
         if name == "bash":
             if self.bash is None:
                 raise FileNotFoundError("bash is not installed (needed for .sh hooks)")
             return [self.bash, "-c", f". /proc/self/fd/{fd}", real]
         return [f"/proc/self/fd/{fd}"]
 
+    def node_flags(self) -> list[str]:
+        """node's own type stripping is experimental and says so on stderr, which is the run's."""
+        return ["--disable-warning=ExperimentalWarning"] if self.typescript == "node" else []
 
-Runtime = Literal["python", "node", "bash", "exec", "remote"]  # remote: addon.remote_hooks
+
+Runtime = Literal["python", "node", "typescript", "bash", "exec", "remote"]  # remote: addon.remote_hooks
 
 
 @functools.lru_cache(maxsize=1024)  # asked for every run, of the few scripts hooks name
 def runtime_name(script: Path | str) -> Runtime:
-    """python, node, bash, or exec (run directly), from the extension."""
+    """python, node, typescript, bash, or exec (run directly), from the extension."""
     suffix = Path(script).suffix.lower()
     if suffix == ".py":
         return "python"
     if suffix in (".js", ".mjs", ".cjs"):
         return "node"
+    if suffix in TYPESCRIPT_SUFFIXES:
+        return "typescript"
     return "bash" if suffix == ".sh" else "exec"
 
 

@@ -77,8 +77,11 @@ class SessionKey:
 
 
 def session_runtime(script: Path | str) -> str | None:
-    """The runtime that can host `script` in an exec session, or None (bash, executables)."""
+    """The runtime that can host `script` in an exec session, or None (bash, executables).
+    TypeScript runs in the node host, which compiles it (see addon/typescript.py)."""
     runtime = runtime_name(script)
+    if runtime == "typescript":
+        return "node"
     return runtime if runtime in SESSION_RUNTIMES else None
 
 
@@ -101,12 +104,14 @@ def host_command(runtimes: Runtimes, runtime: str, user: tuple[int, int] | None 
         # as `user` itself: a script then cannot signal the spawner, which sweeps up after a
         # per-run supervisor a script killed.
         spec = f"{user[0]}:{user[1]}" if user is not None else ""
-        host = [runtimes.python, str(HOSTS / "spawner.py"), runtimes.node or "", runtimes.bash or "", spec]
+        host = [
+            runtimes.python, str(HOSTS / "spawner.py"), runtimes.node or "", runtimes.bash or "",
+            runtimes.typescript or "", runtimes.typescript_missing, spec,
+        ]
         user = None
-    elif runtimes.node is None:
-        raise FileNotFoundError("node is not installed (needed for JavaScript hooks)")
     else:
-        host = [runtimes.node, str(HOSTS / "node_host.cjs")]
+        node = runtimes.node_for("node")
+        host = [node, *runtimes.node_flags(), str(HOSTS / "node_host.cjs"), runtimes.typescript or ""]
     # -I -S: the supervisor is stdlib only and starts in a few milliseconds, once per worker.
     supervisor = [runtimes.python, "-I", "-S", str(HOSTS / "supervisor.py")]
     if user is not None:
@@ -572,6 +577,8 @@ class SessionPool:
     ) -> RunResult:
         """One run of `script`'s handle(event) in the session's worker; `env`: the variables of
         the hook's environment (the key names it), on top of the pool's minimal environment."""
+        if runtime_name(script) == "typescript" and self.runtimes.typescript is None:
+            return _failed(asyncio.get_running_loop().time(), self.runtimes.typescript_missing)
         payload = {"script": str(script), "stamp": stamp, "event": event}
         return await self._call(key, str(script), payload, timeout_s, cwd, env)
 
@@ -591,6 +598,13 @@ class SessionPool:
         if env:
             payload["env"] = dict(env)
         return await self._call(SPAWNER, script, payload, timeout_s + SPAWN_GRACE_S, scripts_root)
+
+    def set_runtimes(self, runtimes: Runtimes) -> None:
+        """Workers started from now on use `runtimes`; running ones are stopped (the next run
+        starts a new one), as for `set_user`."""
+        self.runtimes = runtimes
+        for worker in list(self._workers.values()):
+            worker.stop("stopped: the runtimes changed (hooks_tsx)")
 
     def set_user(self, user: tuple[int, int] | None) -> None:
         """Workers started from now on run as `user`; running ones are stopped (the next run

@@ -33,6 +33,7 @@ def try_lines(proxy: str) -> str:
 Try (each line makes one demo hook fire):
   {curl} -X POST -H 'x-tenant: acme' -H 'x-role: admin' http://auth.demo.test/v1/login  # Python traces
   {curl} http://auth.demo.test/v1/profile               # JavaScript adds x-demo-hook on the way in
+  {curl} -X PUT -d '{{"email": "nobody"}}' http://auth.demo.test/v1/profile  # TypeScript refuses it: 400
   {curl} -i -X DELETE http://auth.demo.test/v1/users/42  # bash blocks: 403
   {curl} http://billing.demo.test/v1/invoices/demo      # Python answers with a mock invoice
   {curl} -i http://billing.demo.test/v1/invoices        # JavaScript edits the response

@@ -94,9 +94,13 @@ async def healthz(request: web.Request) -> web.Response:
     load_problems = dict(sessions.load_problems) if sessions is not None else {}
     problems: list[dict[str, object]] = []
     reasons: list[str] = []  # why degraded, in words
+    runtimes = request.app[EXECUTION].runtimes
+    typescript_missing = runtimes.typescript_missing if runtimes.typescript is None else None
     for name, store in request.app[CONTAINERS]:
         snapshot = await asyncio.to_thread(store.read)
-        session_problems, missing = await asyncio.to_thread(health_problems, snapshot, load_problems)
+        session_problems, missing = await asyncio.to_thread(
+            health_problems, snapshot, load_problems, typescript_missing
+        )
         for problem in session_problems:
             problems.append({"container": name, **problem})
             reasons.append(
@@ -209,7 +213,9 @@ def make_app(
     app[HOST_POLICY] = HostPolicy.build(settings.listen_host, settings.api_hosts)
     app[ALLOW_INLINE] = settings.allow_inline_scripts
     app[ENCODED_SLASHES] = settings.encoded_slashes
-    runtimes, env = Runtimes.detect(), minimal_env()
+    # The proxy's own (hooks_tsx) when the API runs inside it.
+    runtimes = live_sessions.runtimes if live_sessions is not None else Runtimes.detect()
+    env = minimal_env()
     user = live_sessions.user if live_sessions is not None else None  # hooks_script_user
     dry_run_sessions = SessionPool(runtimes, env, idle_s=DRY_RUN_IDLE_S, user=user)
     remote = RemoteHooks()

@@ -65,7 +65,8 @@ async def _handle(request: web.Request) -> web.StreamResponse:
     runtime = session_runtime(script_path)
     script = resolve_script(root, script_path)
     if runtime is None or ".." in script_path.split("/") or not script_inside(root, script_path):
-        raise ApiError(404, f"no handle(event) script at {script_path} (.py, .js, .mjs, .cjs)", "NOT_FOUND")
+        kinds = ".py, .js, .mjs, .cjs, .ts, .mts"
+        raise ApiError(404, f"no handle(event) script at {script_path} ({kinds})", "NOT_FOUND")
     try:
         info = os.stat(script)
     except OSError:
@@ -100,7 +101,7 @@ async def serve(
 def add_command(commands: Any, api_host_help: str, token_env: str) -> None:
     server = commands.add_parser("hook-server", help="serve a folder's handle(event) scripts as remote hooks")
     server.add_argument(
-        "--scripts", required=True, type=Path, help="the folder of .py/.js handle(event) scripts"
+        "--scripts", required=True, type=Path, help="the folder of .py/.js/.ts handle(event) scripts"
     )
     server.add_argument(
         "--listen", default="127.0.0.1:9100", help="HOST:PORT to listen on (default 127.0.0.1:9100)"

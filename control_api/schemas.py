@@ -196,7 +196,7 @@ class CatalogEntry(BaseModel):
     applies_to: dict[str, Any] | None
     script: dict[str, Any]
     file: str
-    runtime: str = Field(description="python, node, bash or exec")
+    runtime: str = Field(description="python, node, typescript, bash, exec or remote")
     exists: bool
     session: SessionInfo | None = Field(description="set when the hook has script.execId")
     remote_url: str | None = Field(description="a remote hook (script.subdomain): the URL it calls")

@@ -38,14 +38,17 @@ def home(tmp_path_factory: pytest.TempPathFactory, upstream: Upstream) -> Path:
 
 
 def installed_proxy(
-    tmp_path_factory: pytest.TempPathFactory, upstream: Upstream, installation: Installed
+    tmp_path_factory: pytest.TempPathFactory,
+    upstream: Upstream,
+    installation: Installed,
+    env: dict[str, str] | None = None,
 ) -> Mitmdump:
     """A proxy run by `installation`'s mitmdump and -s file (not this checkout's) for the e2e
     container, with the test scripts beside it."""
     folder = tmp_path_factory.mktemp("installed")
     shutil.copytree(SCRIPTS, folder / "scripts")
     config = write_json(folder / "e2e.json", container_doc(upstream))
-    return Mitmdump(config, folder / "confdir", installed=installation)
+    return Mitmdump(config, folder / "confdir", installed=installation, env=env)
 
 
 @pytest.fixture(scope="module")

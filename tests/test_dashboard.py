@@ -39,6 +39,7 @@ UI_DEADLINE_S = 20.0
 BLOCK_DELETES = "01jd2x9k2b3c4d5e6f7g8h9j1m"  # the demo's bash hook: DELETE /v1/users/** -> 403
 LOGIN_TRACE = "01jd2x9k2b3c4d5e6f7g8h9j0k"
 ADD_HEADER = "01jd2x9k2b3c4d5e6f7g8h9j2n"  # GET /v1/** adds x-demo-hook
+CHECK_PROFILE = "01jd2x9k2b3c4d5e6f7g8h9j5r"  # TypeScript: PUT /v1/profile with a bad email -> 400
 AUTH_HOOKS = "/api/v1/containers/demo/proxy/hooks/auth"
 
 
@@ -243,10 +244,11 @@ def test_disabling_a_hook_stops_the_proxy_running_it(page: Page, demo: DemoRun) 
 def test_moving_a_hook_changes_the_evaluation_order(page: Page, demo: DemoRun) -> None:
     page.open("hooks")
     before = page.wait(lambda: page.hook_ids("auth"), "the hooks listed")
-    assert before == [LOGIN_TRACE, BLOCK_DELETES, ADD_HEADER]
+    assert before == [LOGIN_TRACE, BLOCK_DELETES, ADD_HEADER, CHECK_PROFILE]
     page.click(f"tr[data-hook-id='{LOGIN_TRACE}'] button.down")
-    page.wait(lambda: page.hook_ids("auth") == [BLOCK_DELETES, LOGIN_TRACE, ADD_HEADER], "the new order")
-    assert [h["id"] for h in api_hooks(demo)] == [BLOCK_DELETES, LOGIN_TRACE, ADD_HEADER]
+    moved = [BLOCK_DELETES, LOGIN_TRACE, ADD_HEADER, CHECK_PROFILE]
+    page.wait(lambda: page.hook_ids("auth") == moved, "the new order")
+    assert [h["id"] for h in api_hooks(demo)] == moved
     page.click(f"tr[data-hook-id='{LOGIN_TRACE}'] button.up")
     page.wait(lambda: page.hook_ids("auth") == before, "the order restored")
     assert [h["id"] for h in api_hooks(demo)] == before

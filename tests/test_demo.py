@@ -1,4 +1,4 @@
-"""The demo `make run` serves: configs/ with its five hooks in three languages, each doing what
+"""The demo `make run` serves: configs/ with its six hooks in four languages, each doing what
 the README's curl line promises. Runs on a copy whose upstream ports are free ones."""
 
 from __future__ import annotations
@@ -42,6 +42,19 @@ def test_javascript_adds_a_header(client: httpx.Client) -> None:
     assert echoed["headers"]["x-demo-hook"] == "add-header.js saw GET /v1/profile"
 
 
+def test_typescript_refuses_a_bad_profile_and_passes_a_good_one(client: httpx.Client) -> None:
+    refused = client.put("http://auth.demo.test/v1/profile", json={"email": "nobody"})
+    assert refused.status_code == 400
+    assert refused.json() == {
+        "error": "email must be an address like name@example.com",
+        "got": "nobody",
+        "checked_by": "check-profile.ts",
+    }
+    passed = client.put("http://auth.demo.test/v1/profile", json={"email": "ada@example.com"})
+    assert passed.status_code == 200 and passed.json()["service"] == "auth"
+    assert json.loads(passed.json()["body"]) == {"email": "ada@example.com"}
+
+
 def test_bash_blocks_deletes(client: httpx.Client) -> None:
     response = client.delete("http://auth.demo.test/v1/users/42")
     assert response.status_code == 403
@@ -65,5 +78,6 @@ def test_readme_shows_each_demo_line() -> None:
     lines = re.findall(r"curl -s -x http://127\.0\.0\.1:8080 .*", readme)
     for path in ("/v1/login", "/v1/profile", "/v1/users/42", "/v1/invoices/demo", "/v1/invoices "):
         assert any(path in line for line in lines), path
+    assert any("-X PUT" in line and "/v1/profile" in line for line in lines)
     demo = json.loads((CONFIGS / "demo.json").read_text())
-    assert sum(len(hooks) for hooks in demo["hooks"].values()) == 5
+    assert sum(len(hooks) for hooks in demo["hooks"].values()) == 6

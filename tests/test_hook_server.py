@@ -87,6 +87,19 @@ def test_the_proxy_runs_handle_scripts_on_the_hook_server(
     assert passed.json()["upstream"] is True
 
 
+@needs_node
+def test_the_hook_server_serves_a_typescript_handle(proxy: Mitmdump, api: httpx.Client) -> None:
+    spec = {
+        "match": {"method": "*", "path": "/**"},
+        "script": {"subdomain": "hooks", "path": "/typed_session.ts", "execId": "ts"},
+    }
+    set_hooks(api, "e2e", "auth", [spec])
+    with proxy.client() as http:
+        blocked = http.get("http://auth.test/x", headers={"x-act": "block"})
+    assert blocked.status_code == 403
+    assert blocked.json()["reason"] == "blocked by a typescript session (GET)"
+
+
 def test_a_missing_script_is_a_failed_run_naming_the_status(proxy: Mitmdump, api: httpx.Client) -> None:
     spec = {"match": {"method": "*", "path": "/**"}, "script": {"subdomain": "hooks", "path": "/nope.py"}}
     set_hooks(api, "e2e", "auth", [spec])

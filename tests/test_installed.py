@@ -22,6 +22,7 @@ pytestmark = pytest.mark.skipif(
     "PROXY_HOOKS_WHEEL_VENV",
 )
 needs_node = pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed")
+TSX_BIN = Path(__file__).resolve().parents[1] / "var" / "node" / "node_modules" / ".bin"  # make installs it
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +40,9 @@ def installed() -> Installed:
 def proxy(
     tmp_path_factory: pytest.TempPathFactory, upstream: Upstream, installed: Installed
 ) -> Iterator[Mitmdump]:
-    process = installed_proxy(tmp_path_factory, upstream, installed)
+    # tsx on PATH, as `npm install -g tsx` puts it: an installed proxy has no checkout's var/node.
+    path = f"{TSX_BIN}:{os.environ.get('PATH', '')}"
+    process = installed_proxy(tmp_path_factory, upstream, installed, env={"PATH": path})
     yield process
     process.stop()
 
@@ -49,6 +52,7 @@ def proxy(
     [
         ("/act.py", "python"),
         pytest.param("/act.js", "node", marks=needs_node),
+        pytest.param("/typed.ts", "typescript", marks=needs_node),
         ("/act.sh", "bash"),
     ],
 )

@@ -245,7 +245,7 @@ def test_catalog_filters(api: httpx.Client) -> None:
     ("params", "field", "reason"),
     [
         ({"mode": "later"}, "mode", "'sync' or 'async'"),
-        ({"runtime": "ruby"}, "runtime", "'python', 'node', 'bash', 'exec' or 'remote'"),
+        ({"runtime": "ruby"}, "runtime", "'python', 'node', 'typescript', 'bash', 'exec' or 'remote'"),
         ({"enabled": "maybe"}, "enabled", "must be true or false, got 'maybe'"),
         ({"failure_mode": "closed-ish"}, "failure_mode", "'closed' or 'open'"),
         ({"service": "nope"}, "service", "'nope' is not defined in container 'e2e' (defined: auth, billing)"),

@@ -146,7 +146,7 @@ def test_the_walkthrough_runs_in_order_and_each_write_shows_on_the_next_flow(
 
     for setup in ("PROXY=", "API=", "H=", "J=", "etag()"):
         assert step(setup).output == ""
-    assert step("map_values(length)").json() == {"auth": 3, "billing": 2}
+    assert step("map_values(length)").json() == {"auth": 4, "billing": 2}
     assert step("$H/billing | jq").stream() == [
         {"id": MOCK, "position": 0, "path": "/v1/invoices/demo"},
         {"id": EDIT, "position": 1, "path": "/v1/invoices"},

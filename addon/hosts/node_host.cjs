@@ -14,9 +14,11 @@ const fs = require('node:fs');
 const path = require('node:path');
 const readline = require('node:readline');
 const { AsyncLocalStorage } = require('node:async_hooks');
-const { isEsm, importFromSource, compileCommonJS } = require('./node_source.cjs');
+const { javascriptOf, importFromSource, compileCommonJS } = require('./node_source.cjs');
 
-const OUT_FD = Number(process.argv[2]);
+// argv: TYPESCRIPT OUT_FD. TYPESCRIPT: what compiles .ts/.mts hooks (see addon/typescript.py), or ''.
+const TYPESCRIPT = process.argv[2];
+const OUT_FD = Number(process.argv[3]);
 const MAX_LOG = 64 * 1024;
 const MAX_ANSWER = 1024 * 1024;
 const NO_HANDLE =
@@ -86,7 +88,8 @@ async function load(file, stamp, shown) {
   const { real, source } = readBeneath(file, shown);
   let mod;
   try {
-    mod = isEsm(real) ? await importFromSource(real, source, stamp) : compileCommonJS(real, source);
+    const compiled = javascriptOf(real, source, TYPESCRIPT);
+    mod = compiled.esm ? await importFromSource(real, compiled.source, stamp) : compileCommonJS(real, compiled.source);
   } catch (err) {
     console.error(err && err.stack ? err.stack : String(err));
     const hint = /import statement|export/.test(String(err && err.message))
@@ -119,6 +122,18 @@ function send(frame) {
 function describe(err) {
   if (err instanceof Error) return `${err.name}: ${err.message}`;
   try { return `threw ${JSON.stringify(err)}`; } catch { return `threw ${String(err)}`; }
+}
+
+// Where in the script `err` was thrown, as " (file:line:column)": the first stack frame in that
+// file. For TypeScript that is the TypeScript line (node maps frames through the source map).
+function whereIn(err, file) {
+  const name = path.basename(file);
+  const stack = err instanceof Error && typeof err.stack === 'string' ? err.stack : '';
+  for (const line of stack.split('\n').slice(1)) {
+    const frame = /[\s(]((?:file:\/\/)?[^\s()]+?):(\d+):(\d+)\)?$/.exec(line);
+    if (frame && path.basename(frame[1].split('?')[0]) === name) return ` (${name}:${frame[2]}:${frame[3]})`;
+  }
+  return '';
 }
 
 function answerFields(answer) {
@@ -155,7 +170,7 @@ async function run(frame) {
       Object.assign(reply, answerFields(await handle(frame.event)));
     } catch (err) {
       console.error(err && err.stack ? err.stack : String(err));
-      Object.assign(reply, { error: `handle raised ${describe(err)}`, kind: 'handle' });
+      Object.assign(reply, { error: `handle raised ${describe(err)}${whereIn(err, frame.script)}`, kind: 'handle' });
     }
   });
   running.delete(frame.id);

@@ -4,8 +4,9 @@ Hooks without execId run one process per run. Starting a process from the proxy 
 proxy's own event loop 2–4 ms of CPU (fork/exec, three pipes, a child watcher); this worker does
 it instead, with the very same `run_script`, and answers with the result:
 
-    argv: NODE BASH USER ANSWERS_FD   (the proxy's interpreters, "" when not installed; the
-                                       script user as UID:GID, "" for this worker's own)
+    argv: NODE BASH TYPESCRIPT TYPESCRIPT_MISSING USER ANSWERS_FD
+          (the proxy's interpreters, "" when not installed; what compiles TypeScript, "" when
+          nothing can, and then why; the script user as UID:GID, "" for this worker's own)
     in:  {"op": "run", "id": N, "script": "/x.py", "root": SCRIPTS_FOLDER, "event": {...},
           "timeout": S, "env": {...}}   (env, optional: the hook's environment's variables)
     out: {"id": N, "exit_code": …, "stdout": base64, "stderr": base64, "duration_ms": …,
@@ -87,8 +88,8 @@ def _failed(reason: str) -> dict[str, Any]:
 
 def main() -> None:
     global RUNTIMES, USER
-    node, bash, user = sys.argv[1:4]
-    RUNTIMES = Runtimes(sys.executable, node or None, bash or None)
+    node, bash, typescript, typescript_missing, user = sys.argv[1:6]
+    RUNTIMES = Runtimes(sys.executable, node or None, bash or None, typescript or None, typescript_missing)
     USER = parse_user(user)
     become_subreaper()
     scripts.SWEEP_ORPHANS = True
