@@ -65,6 +65,11 @@ POLL_S = 0.5
 SAFETY_CHECK_S = 30.0
 BACKOFF_S = (0.2, 5.0)
 
+# A write is acknowledged (200 to the API's client) only once the server has flushed it, whatever
+# the server's own default: a server set to synchronous_commit=off would lose the last
+# acknowledged writes in a crash.
+DURABLE = "SET LOCAL synchronous_commit TO on"
+
 SCHEMA_TABLE = """
 CREATE TABLE IF NOT EXISTS proxy_hooks_schema (
     component text PRIMARY KEY,
@@ -247,6 +252,7 @@ class Database:
         hooks_file = hooks_file.model_copy(update={"file_version": max(hooks_file.file_version, 1)})
         name, version = hooks_file.container, hooks_file.file_version
         with self.connection() as conn, conn.transaction():
+            conn.execute(DURABLE)
             inserted = conn.execute(
                 "INSERT INTO hooks_containers (container, version, document) VALUES (%s, %s, %s) "
                 "ON CONFLICT (container) DO NOTHING",
@@ -333,6 +339,7 @@ class PostgresHooksStore:
 
     def write(self, expected_version: int | None, change: Change[T]) -> tuple[Snapshot, T]:
         with self.database.connection() as conn, conn.transaction():
+            conn.execute(DURABLE)
             row = conn.execute(
                 "SELECT version, document FROM hooks_containers WHERE container = %s FOR UPDATE",
                 (self.container,),
@@ -379,10 +386,10 @@ class PostgresHooksStore:
         return hooks_file
 
     def _accept(self, snapshot: Snapshot) -> Snapshot:
-        with self._accept_lock:  # two threads reading two versions: the newer one stays
-            previous = self._cache
+        with self._accept_lock:  # two threads with two versions: the newer one stays cached,
+            previous = self._cache  # and each caller still gets the version it read or wrote
             if previous is not None and previous.version > snapshot.version:
-                return previous
+                return snapshot
             self._cache = snapshot
             if self.error is not None:
                 log.info("proxy-hooks: %s is readable again (version %d)", self.path, snapshot.version)
