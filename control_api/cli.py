@@ -182,8 +182,9 @@ def _add_run(commands: Any) -> None:
     run.add_argument(
         "--config",
         required=True,
-        type=Path,
-        help="a container hooks file, or a folder of them (one container each)",
+        type=config_arg,
+        help="a container hooks file, or a folder of them (one container each), or a PostgreSQL "
+        "database holding the containers: postgresql://USER@HOST:PORT/DBNAME (see `db`)",
     )
     run.add_argument("--listen-host", default="127.0.0.1", help="proxy address (default 127.0.0.1)")
     run.add_argument("--listen-port", type=int, default=8080, help="proxy port (default 8080)")

@@ -72,8 +72,10 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     finally:
         for client in state.clients:
             client.close()
-        for process in [*proxies, *apis]:
-            process.stop()
+        for proxy in proxies:
+            proxy.stop()
+        for api in apis:
+            api.stop()
         upstream.stop()
         server.destroy()
         shutil.rmtree(server.data_dir.parent, ignore_errors=True)

@@ -166,3 +166,15 @@ def test_an_unreachable_database_keeps_the_last_good_version_and_says_why_withou
     own_server.wait_ready()
     assert store.read().version == 1 and store.error is None  # recovered by itself
     assert store.write(1, append)[0].version == 2
+
+
+def test_run_and_api_take_a_dsn_and_say_what_is_missing(postgres_dsn: str) -> None:
+    for command in ("run", "api"):
+        result = subprocess.run(
+            [*proxy_hooks_command(), command, "--config", postgres_dsn],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert result.returncode == 2, result.stderr
+        assert "has no proxy-hooks schema" in result.stderr and "db init" in result.stderr
