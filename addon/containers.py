@@ -6,11 +6,15 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from addon.catalog import deployment_problems
 from addon.model import HooksFile
-from addon.store import FileUnusable, HooksSource, HooksStore, Snapshot, StoreError
-from addon.store.postgres import Database, PostgresHooksStore, is_database_url
+from addon.store import FileUnusable, HooksSource, HooksStore, Snapshot, StoreError, is_database_url
+from addon.store.base import POSTGRESQL_MISSING
+
+if TYPE_CHECKING:
+    from addon.store.postgres import Database
 from addon.validation import (
     InvalidInput,
     Problem,
@@ -76,6 +80,10 @@ class Containers:
     def _load_database(cls, dsn: str) -> Containers:
         """Every container kept in the database. It must be reachable now: a proxy never starts
         without a good version of each container to enforce."""
+        try:
+            from addon.store.postgres import Database, PostgresHooksStore
+        except ImportError:
+            raise ConfigError([f"{dsn.split(':', 1)[0]}://…: {POSTGRESQL_MISSING}"]) from None
         database = Database(dsn)
         try:
             database.check_schema()

@@ -72,7 +72,7 @@ from addon.recorder import LogRecorder, Recorder, log_every_run
 from addon.remote_hooks import RemoteHooks
 from addon.scripts import Runtimes, become_subreaper, minimal_env
 from addon.sessions import DEFAULT_IDLE_S, SessionPool
-from addon.store.postgres import is_database_url
+from addon.store import is_database_url
 from addon.validation import FileRefs, problem_lines
 from addon.verdict_cache import VerdictCache
 from addon.watcher import watch_hooks

@@ -15,7 +15,6 @@ from watchfiles import awatch
 
 from addon.containers import Containers
 from addon.store import HooksStore
-from addon.store.postgres import PostgresHooksStore, listen
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +27,8 @@ STEP_MS = 50
 async def watch_hooks(containers: Containers, stop: asyncio.Event) -> None:
     """Until `stop`: whichever way the containers' backend tells of a change."""
     if containers.database is not None:
+        from addon.store.postgres import PostgresHooksStore, listen  # only with the extra
+
         rows = {name: store for name, store in containers if isinstance(store, PostgresHooksStore)}
         await listen(containers.database, rows, stop)
     else:

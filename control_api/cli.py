@@ -30,7 +30,7 @@ from addon.event_store import SQLiteEventStore
 from addon.explain import MatchQuery, explain
 from addon.matching import CompiledContainer
 from addon.paths import ENCODED_SLASH_MODES
-from addon.store.postgres import is_database_url
+from addon.store import is_database_url
 from addon.validation import problems_from
 from control_api import apply_cli, db_cli, hook_server
 from control_api.app import ApiSettings

@@ -10,18 +10,16 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from addon.containers import ConfigError, read_only_snapshots
 from addon.model import HooksFile
-from addon.store import Snapshot, StoreError, document, render
-from addon.store.postgres import (
-    Database,
-    PostgresHooksStore,
-    absolute_scripts_problems,
-    is_database_url,
-)
+from addon.store import Snapshot, StoreError, document, is_database_url, render
+from addon.store.base import POSTGRESQL_MISSING
 from addon.validation import problem_lines
+
+if TYPE_CHECKING:  # psycopg is an extra: imported when a db command runs
+    from addon.store.postgres import Database
 
 DSN_HELP = "the database: postgresql://USER[:PASSWORD]@HOST[:PORT]/DBNAME (postgres:// too)"
 
@@ -46,6 +44,11 @@ def add_commands(commands: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    try:
+        from addon.store.postgres import Database
+    except ImportError:
+        print(f"proxy-hooks db {args.db_command}: --config {POSTGRESQL_MISSING}", file=sys.stderr)
+        return 2
     database = Database(args.config)
     try:
         if args.db_command == "init":
@@ -64,6 +67,8 @@ def run(args: argparse.Namespace) -> int:
 
 def _import(database: Database, files: list[Path]) -> int:
     """Every file is checked before any is stored: a bad file stores nothing."""
+    from addon.store.postgres import PostgresHooksStore, absolute_scripts_problems
+
     snapshots: list[Snapshot] = []
     lines: list[str] = []
     for file in files:
@@ -101,6 +106,8 @@ def _replace_with(imported: HooksFile) -> Any:
 
 
 def _export(database: Database, folder: Path) -> int:
+    from addon.store.postgres import PostgresHooksStore
+
     folder.mkdir(parents=True, exist_ok=True)
     for name in database.container_names():
         snapshot = PostgresHooksStore(database, name).open()

@@ -16,6 +16,7 @@ from addon.store.base import (
     VersionMismatch,
     document,
     etag_of,
+    is_database_url,
     new_hook_id,
     utc_now,
 )
@@ -43,6 +44,7 @@ __all__ = [
     "content_hash",
     "document",
     "etag_of",
+    "is_database_url",
     "new_hook_id",
     "render",
     "unwritable",

@@ -51,7 +51,6 @@ from addon.versions import with_versions
 
 log = logging.getLogger(__name__)
 
-URL_SCHEMES = ("postgresql://", "postgres://")
 APPLICATION_NAME = "proxy-hooks"
 CHANNEL = "proxy_hooks"  # NOTIFY payload: "<container> <version>"
 COMPONENT = "hooks"  # our row in the schema table shared with the events store
@@ -88,11 +87,6 @@ MIGRATIONS: tuple[str, ...] = (
     """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
-
-
-def is_database_url(config: str | os.PathLike[str]) -> bool:
-    """A `hooks_config` (or `--config`) that names a PostgreSQL database rather than files."""
-    return str(config).startswith(URL_SCHEMES)
 
 
 def describe_dsn(dsn: str) -> str:
