@@ -1,14 +1,20 @@
-"""The containers a process serves: one hooks file each, from a file or a folder of them."""
+"""The containers a process serves: one hooks file each, from a file or a folder of them, or
+the containers kept in a PostgreSQL database (`postgresql://…`)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from addon.catalog import deployment_problems
 from addon.model import HooksFile
-from addon.store import FileUnusable, HooksStore, Snapshot
+from addon.store import FileUnusable, HooksSource, HooksStore, Snapshot, StoreError, is_database_url
+from addon.store.base import POSTGRESQL_MISSING
+
+if TYPE_CHECKING:
+    from addon.store.postgres import Database
 from addon.validation import (
     InvalidInput,
     Problem,
@@ -36,18 +42,23 @@ def hooks_files(path: Path) -> list[Path]:
 
 
 class Containers:
-    def __init__(self, stores: dict[str, HooksStore]):
+    def __init__(self, stores: dict[str, HooksSource], database: Database | None = None):
         self._stores = stores
+        self.database = database  # where they live when that is PostgreSQL
 
     @classmethod
-    def load(cls, path: Path) -> Containers:
-        """Open every hooks file under `path`; ConfigError lists what is wrong with any of them."""
+    def load(cls, config: str | Path) -> Containers:
+        """Open every container `config` names: a hooks file, a folder of them, or a PostgreSQL
+        DSN. ConfigError lists what is wrong with any of them."""
+        if is_database_url(config):
+            return cls._load_database(str(config))
+        path = Path(config)
         if not path.exists():
             raise ConfigError([f"{path}: no such file or folder"])
         files = hooks_files(path)
         if not files:
             raise ConfigError([f"{path}: no *.json hooks files in this folder"])
-        stores: dict[str, HooksStore] = {}
+        stores: dict[str, HooksSource] = {}
         lines: list[str] = []
         for file in files:
             store = HooksStore(file)
@@ -65,11 +76,54 @@ class Containers:
             raise ConfigError(lines)
         return cls(stores)
 
-    def get(self, container: str) -> HooksStore | None:
+    @classmethod
+    def _load_database(cls, dsn: str) -> Containers:
+        """Every container kept in the database. It must be reachable now: a proxy never starts
+        without a good version of each container to enforce."""
+        try:
+            from addon.store.postgres import Database, PostgresHooksStore
+        except ImportError:
+            raise ConfigError([f"{dsn.split(':', 1)[0]}://…: {POSTGRESQL_MISSING}"]) from None
+        database = Database(dsn)
+        try:
+            database.check_schema()
+            names = database.container_names()
+        except StoreError as exc:
+            database.close()
+            raise ConfigError([str(exc)]) from None
+        if not names:
+            database.close()
+            raise ConfigError(
+                [
+                    f"{database.where}: no containers yet; add some with "
+                    "`proxy-hooks db import --config DSN FILE...`"
+                ]
+            )
+        stores: dict[str, HooksSource] = {}
+        lines: list[str] = []
+        for name in names:
+            store = PostgresHooksStore(database, name)
+            try:
+                store.open()
+            except StoreError as exc:
+                problems = getattr(exc, "problems", None) or []
+                lines += problem_lines(store.path, problems) if problems else [str(exc)]
+                continue
+            stores[name] = store
+        if lines:
+            database.close()
+            raise ConfigError(lines)
+        return cls(stores, database)
+
+    def get(self, container: str) -> HooksSource | None:
         return self._stores.get(container)
 
-    def __iter__(self) -> Iterator[tuple[str, HooksStore]]:
+    def __iter__(self) -> Iterator[tuple[str, HooksSource]]:
         return iter(sorted(self._stores.items()))
+
+    def close(self) -> None:
+        if self.database is not None:
+            self.database.close()
 
 
 @dataclass

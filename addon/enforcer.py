@@ -73,9 +73,10 @@ from addon.recorder import LogRecorder, Recorder, log_every_run
 from addon.remote_hooks import RemoteHooks
 from addon.scripts import Runtimes, become_subreaper, minimal_env
 from addon.sessions import DEFAULT_IDLE_S, SessionPool
+from addon.store import is_database_url
 from addon.validation import FileRefs, problem_lines
 from addon.verdict_cache import VerdictCache
-from addon.watcher import watch_hooks_files
+from addon.watcher import watch_hooks
 from control_api.app import ApiSettings
 from control_api.hosts import parse_hosts
 from control_api.server import (
@@ -699,7 +700,7 @@ class ProxyHooks:
             log.warning("proxy-hooks: no hooks_config set; flows pass untouched (--set hooks_config=PATH)")
             return
         try:
-            self.containers = Containers.load(Path(path))
+            self.containers = Containers.load(path)
         except ConfigError as exc:
             self.containers = None
             self.config_error = "; ".join(exc.lines)
@@ -766,7 +767,7 @@ class ProxyHooks:
         for name, store in self.containers:
             store.on_change = functools.partial(self._config_changed, name)
         self._watch_stop = asyncio.Event()
-        self._spawn(watch_hooks_files(self.containers, self._watch_stop))
+        self._spawn(watch_hooks(self.containers, self._watch_stop))
         listen = ctx.options.hooks_api
         if listen:
             host, port = parse_listen(listen)
@@ -819,10 +820,13 @@ class ProxyHooks:
 
 
 def _events_path(option: str | None, config: str | None) -> Path | None:
-    """hooks_events as given (empty: none), or the store beside the hooks configuration."""
+    """hooks_events as given (empty: none), or the store beside the hooks configuration (none
+    beside a PostgreSQL one: it has no folder)."""
     if option is not None:
         return Path(option) if option else None
-    return default_events_path(Path(config), create=True) if config else None
+    if not config or is_database_url(config):
+        return None
+    return default_events_path(Path(config), create=True)
 
 
 @dataclass

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from addon.containers import check
+from addon.containers import ConfigError, Containers, check
 from control_api.server import TOKEN_ENV, ListenError, bind, parse_listen
 
 # The file `mitmdump -s` loads, inside the installed package (`proxy-hooks addon-path`).
@@ -74,7 +74,7 @@ def _names_set(args: Sequence[str]) -> set[str]:
 
 
 def mitmdump_args(
-    config: Path,
+    config: Path | str,
     listen_host: str,
     listen_port: int,
     api: str,
@@ -90,7 +90,7 @@ def mitmdump_args(
         # Services may send flows to another upstream, so connect only once the request (and
         # the hook's verdict) is known.
         "connection_strategy": "lazy",
-        "hooks_config": str(config.absolute()),
+        "hooks_config": config if isinstance(config, str) else str(config.absolute()),
         "hooks_api": api,
     }
     if events is not None:
@@ -152,7 +152,7 @@ def check_ports(listen_host: str, listen_port: int, modes: Sequence[str], api: s
 
 
 def launch(
-    config: Path,
+    config: Path | str,
     listen_host: str,
     listen_port: int,
     api: str,
@@ -164,7 +164,7 @@ def launch(
 ) -> int:
     # Only what stops the addon loading the files: a script not deployed yet is the proxy's
     # warning (its hook fails as its failure_mode says), never a reason not to start.
-    blocking = check(config).blocking
+    blocking = _database_problems(config) if isinstance(config, str) else check(config).blocking
     if blocking:
         raise LaunchError("\n".join(blocking))
     check_ports(listen_host, listen_port, modes, api)
@@ -175,3 +175,12 @@ def launch(
 
     args = mitmdump_args(config, listen_host, listen_port, api, modes, extra, events, api_hosts)
     return mitmdump(args) or 0
+
+
+def _database_problems(dsn: str) -> list[str]:
+    """What stops the addon loading the containers kept in PostgreSQL (it reads them itself)."""
+    try:
+        Containers.load(dsn).close()
+    except ConfigError as exc:
+        return exc.lines
+    return []

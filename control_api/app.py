@@ -18,6 +18,7 @@ from addon.paths import EncodedSlashes
 from addon.remote_hooks import RemoteHooks
 from addon.scripts import Runtimes, minimal_env
 from addon.sessions import SessionPool
+from addon.store import StoreUnavailable
 from control_api import (
     apply_routes,
     capture_routes,
@@ -109,7 +110,9 @@ async def healthz(request: web.Request) -> web.Response:
             )
         reasons += missing
         error = store.error
-        if error is not None:
+        if isinstance(error, StoreUnavailable):
+            reasons.append(f"{name}: {error}; version {snapshot.version} is still enforced")
+        elif error is not None:
             reasons.append(
                 f"{store.path.name} is invalid; version {snapshot.version} is still enforced: "
                 + "; ".join(map(str, error.problems))

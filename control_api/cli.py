@@ -30,8 +30,9 @@ from addon.event_store import SQLiteEventStore
 from addon.explain import MatchQuery, explain
 from addon.matching import CompiledContainer
 from addon.paths import ENCODED_SLASH_MODES
+from addon.store import is_database_url
 from addon.validation import problems_from
-from control_api import apply_cli, hook_server
+from control_api import apply_cli, db_cli, hook_server
 from control_api.app import ApiSettings
 from control_api.hosts import parse_hosts
 from control_api.server import (
@@ -115,6 +116,7 @@ def _parser() -> argparse.ArgumentParser:
     _add_check(commands)
     hook_server.add_command(commands, API_HOST_HELP, TOKEN_ENV)
     apply_cli.add_commands(commands, TOKEN_ENV)
+    db_cli.add_commands(commands)
     commands.add_parser(
         "addon-path",
         help="print the file to load with mitmdump -s",
@@ -129,8 +131,9 @@ def _add_api(commands: Any) -> None:
     api.add_argument(
         "--config",
         required=True,
-        type=Path,
-        help="a container hooks file, or a folder of them (one container each)",
+        type=config_arg,
+        help="a container hooks file, or a folder of them (one container each), or a PostgreSQL "
+        "database holding the containers: postgresql://USER@HOST:PORT/DBNAME (see `db`)",
     )
     api.add_argument(
         "--listen",
@@ -179,8 +182,9 @@ def _add_run(commands: Any) -> None:
     run.add_argument(
         "--config",
         required=True,
-        type=Path,
-        help="a container hooks file, or a folder of them (one container each)",
+        type=config_arg,
+        help="a container hooks file, or a folder of them (one container each), or a PostgreSQL "
+        "database holding the containers: postgresql://USER@HOST:PORT/DBNAME (see `db`)",
     )
     run.add_argument("--listen-host", default="127.0.0.1", help="proxy address (default 127.0.0.1)")
     run.add_argument("--listen-port", type=int, default=8080, help="proxy port (default 8080)")
@@ -236,13 +240,20 @@ def _add_check(commands: Any) -> None:
     chk.add_argument("paths", nargs="+", type=Path, help="hooks files or folders of them")
 
 
-def _events_reader(path: str | None, config: Path) -> EventRecorder | None:
+def config_arg(value: str) -> str | Path:
+    """--config: a PostgreSQL URL as given (a Path would fold its `//`), else a path."""
+    return value if is_database_url(value) else Path(value)
+
+
+def _events_reader(path: str | None, config: str | Path) -> EventRecorder | None:
     """The standalone API reads events some proxy recorded; it records none itself. A store
     it cannot use now is answered with 503 until it is usable (the proxy recreates it).
     Without --events: the configuration's own store when a proxy has made one; nothing is
     created."""
+    if path is None and is_database_url(config):
+        return None  # a database has no folder to find a proxy's events beside
     if path is None:
-        found = default_events_path(config)
+        found = default_events_path(Path(config))
         if not found.exists():
             print(
                 f"proxy-hooks api: no events recorded for {config} yet (none at {found}); events "
@@ -396,6 +407,8 @@ def main(argv: list[str] | None = None) -> int:
         return apply_cli.run_apply(args, TOKEN_ENV)
     if args.command == "export":
         return apply_cli.run_export(args, TOKEN_ENV)
+    if args.command == "db":
+        return db_cli.run(args)
     if args.command == "addon-path":
         from addon.launcher import ADDON_ENTRY
 

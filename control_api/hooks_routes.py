@@ -20,7 +20,16 @@ from pydantic import BaseModel
 from addon import edits
 from addon.catalog import script_problems
 from addon.model import Hook, HookCreate, HookList, HookMove, HookReplace
-from addon.store import Change, FileUnusable, HooksStore, ReadOnlyFile, Snapshot, VersionMismatch, utc_now
+from addon.store import (
+    Change,
+    FileUnusable,
+    HooksSource,
+    ReadOnlyFile,
+    Snapshot,
+    StoreUnavailable,
+    VersionMismatch,
+    utc_now,
+)
 from addon.validation import (
     FileRefs,
     HookRefs,
@@ -65,7 +74,7 @@ def invalid(problems: list[Problem]) -> ApiError:
     return ApiError(422, "Invalid hook", "VALIDATION_ERROR", problems)
 
 
-async def load_container(request: web.Request) -> tuple[HooksStore, Snapshot]:
+async def load_container(request: web.Request) -> tuple[HooksSource, Snapshot]:
     containers = request.app[CONTAINERS]
     store = containers.get(request.match_info["id"])
     if store is None:
@@ -147,7 +156,7 @@ def _name_problems(
 
 @dataclass(frozen=True)
 class _Write:
-    store: HooksStore
+    store: HooksSource
     snapshot: Snapshot
     service: str
     hook_id: str | None
@@ -178,6 +187,13 @@ async def _commit(request: web.Request, write: _Write, change: Change[T]) -> tup
         raise not_found(exc.field, str(exc)) from None
     except InvalidInput as exc:
         raise invalid(exc.problems) from None
+    except StoreUnavailable as exc:
+        raise ApiError(
+            503,
+            f"The hooks cannot be changed now: {exc}. The proxies keep enforcing the last good "
+            "version; retry once the database is reachable again",
+            "STORE_UNAVAILABLE",
+        ) from None
     except FileUnusable as exc:
         raise ApiError(
             409,

@@ -48,8 +48,9 @@ TAG_PROTOCOL = Tag(
 )
 TAG_SERVER = Tag("Server", "This API itself: its health, the containers it serves, and this document.")
 
-# The statuses a write can answer besides the door's, in the contract's order of checks.
-WRITE_ERRORS = (404, 428, 412, 422, 413, 409)
+# The statuses a write can answer besides the door's, in the contract's order of checks (503:
+# the database of a PostgreSQL store cannot be reached).
+WRITE_ERRORS = (404, 428, 412, 422, 413, 409, 503)
 
 
 @dataclass(frozen=True)

@@ -91,20 +91,22 @@ class ApiProcess:
 
     def __init__(
         self,
-        config: Path,
+        config: Path | str,
         *extra: str,
         env: dict[str, str] | None = None,
         events: Path | None = None,
         default_events: bool = False,
         cwd: Path | None = None,
     ):
-        """`events`: the store to serve (default: events.db beside the config); with
-        `default_events`, no --events at all (the configuration's own store, if any)."""
+        """`config`: a hooks file or folder, or a PostgreSQL DSN. `events`: the store to serve
+        (default: events.db beside the config); with `default_events`, no --events at all (the
+        configuration's own store, if any)."""
         self.config = config
+        folder = None if isinstance(config, str) else config if config.is_dir() else config.parent
         events_args = (
             []
-            if default_events
-            else ["--events", str(events or (config if config.is_dir() else config.parent) / "events.db")]
+            if default_events or (folder is None and events is None)
+            else ["--events", str(events or Path(str(folder)) / "events.db")]
         )
         self.proc = subprocess.Popen(
             [

@@ -130,7 +130,7 @@ class Mitmdump:
 
     def __init__(
         self,
-        config: Path,
+        config: Path | str,
         confdir: Path,
         *extra: str,
         reverse_to: str | None = None,

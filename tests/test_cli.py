@@ -22,7 +22,7 @@ from addon.enforcer import ProxyHooks
 from tests.conftest import proxy_hooks_command, write_container
 from tests.harness import ADDON, ROOT, mitmdump_command
 
-COMMANDS = {"run", "api", "explain", "check", "hook-server", "addon-path", "apply", "export"}
+COMMANDS = {"run", "api", "explain", "check", "hook-server", "addon-path", "apply", "export", "db"}
 
 
 def proxy_hooks(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:

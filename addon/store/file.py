@@ -1,4 +1,5 @@
-"""The container hooks file on disk: versioned, atomic, safe across processes.
+"""The file backend of the hooks store: one container hooks file on disk, versioned, atomic,
+safe across processes.
 
 Every method here is blocking (file I/O, fsync, an OS lock) and thread-safe: callers on an
 event loop run them with `asyncio.to_thread`.
@@ -17,7 +18,6 @@ event loop run them with `asyncio.to_thread`.
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
 import errno
 import fcntl
 import hashlib
@@ -27,15 +27,25 @@ import os
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from pydantic_core import to_json
-from ulid import ULID
 
 from addon.model import HooksFile
+from addon.store.base import (
+    Change,
+    ChangeListener,
+    Snapshot,
+    StoreError,
+    StoreUnusable,
+    T,
+    VersionMismatch,
+    document,
+    with_minted_ids,
+)
 from addon.validation import (
     FileRefs,
     InvalidInput,
@@ -50,36 +60,8 @@ from addon.versions import with_versions
 
 log = logging.getLogger(__name__)
 
-T = TypeVar("T")
-Change = Callable[[HooksFile], tuple[HooksFile, T]]
 # Temp files left by a writer that was killed mid-write are removed once they are this old.
 STALE_TEMP_SECONDS = 60.0
-
-
-def new_hook_id() -> str:
-    return str(ULID()).lower()
-
-
-def utc_now() -> dt.datetime:
-    now = dt.datetime.now(dt.UTC)
-    return now.replace(microsecond=now.microsecond // 1000 * 1000)
-
-
-def etag_of(version: int) -> str:
-    return f"file:v{version}"
-
-
-def document(hooks_file: HooksFile) -> dict[str, Any]:
-    """The file's JSON document: only what its authors (or the server) set, in schema order,
-    each hook's id first so a person reading the file sees which hook is which."""
-    data = hooks_file.model_dump(mode="json", exclude_unset=True, exclude_none=True)
-    data["file_version"] = hooks_file.file_version
-    ordered = {key: data[key] for key in HooksFile.model_fields if key in data}
-    ordered["hooks"] = {
-        service: [{"id": hook.pop("id"), **hook} if "id" in hook else hook for hook in hooks]
-        for service, hooks in ordered.get("hooks", {}).items()
-    }
-    return ordered
 
 
 def content_hash(doc: dict[str, Any]) -> str:
@@ -93,47 +75,12 @@ def render(doc: dict[str, Any]) -> bytes:
     return to_json(doc, indent=2) + b"\n"
 
 
-@dataclass(frozen=True)
-class Snapshot:
-    """One validated version of a container's hooks file; never changes once made."""
-
-    path: Path
-    hooks_file: HooksFile
-
-    @property
-    def container(self) -> str:
-        return self.hooks_file.container
-
-    @property
-    def version(self) -> int:
-        return self.hooks_file.file_version
-
-    @property
-    def etag(self) -> str:
-        return etag_of(self.version)
-
-    @property
-    def scripts_root(self) -> Path:
-        return scripts_root_of(self.path, self.hooks_file.scripts_dir)
-
-
-class StoreError(Exception):
-    pass
-
-
-class VersionMismatch(StoreError):
-    def __init__(self, current: Snapshot):
-        super().__init__(f"expected another version; current is {current.etag}")
-        self.current = current
-
-
-class FileUnusable(StoreError):
+class FileUnusable(StoreUnusable):
     """The file on disk is missing, unreadable or invalid; writes wait until it is fixed."""
 
     def __init__(self, path: Path, problems: list[Problem]):
-        super().__init__(f"{path}: " + "; ".join(map(str, problems)))
+        super().__init__(f"{path}: " + "; ".join(map(str, problems)), problems)
         self.path = path
-        self.problems = problems
 
 
 class ReadOnlyFile(StoreError):
@@ -186,10 +133,8 @@ class HooksStore:
         # (digest of the raw bytes, the snapshot parsed from them), swapped as one reference so
         # a lock-free reader never pairs new bytes with an old snapshot.
         self._cache: tuple[str | None, Snapshot] | None = None
-        self.error: FileUnusable | None = None
-        # Told (from whichever thread read the file) when a new version takes effect or an
-        # edit is rejected: ("reload", version, None) or ("rejected", None, problems).
-        self.on_change: Callable[[str, int | None, list[Problem] | None], None] | None = None
+        self.error: StoreUnusable | None = None
+        self.on_change: ChangeListener | None = None
 
     # --- reading ---
 
@@ -298,7 +243,7 @@ class HooksStore:
             version = max(version, recorded.version if recorded else 0) + 1
             if hand_edited:
                 log.warning("%s was edited without raising file_version; now version %d", self.path, version)
-            hooks_file = _with_minted_ids(hooks_file).model_copy(update={"file_version": version})
+            hooks_file = with_minted_ids(hooks_file).model_copy(update={"file_version": version})
             if lock_fd is not None and self._writable():
                 try:
                     return self._commit(lock_fd, hooks_file)
@@ -383,20 +328,6 @@ def _writable(path: Path) -> bool:
 
 def _digest(raw: bytes) -> str:
     return hashlib.sha256(raw).hexdigest()
-
-
-def _with_minted_ids(hooks_file: HooksFile) -> HooksFile:
-    now = utc_now()
-    hooks = {
-        service: [
-            hook
-            if hook.id is not None
-            else hook.model_copy(update={"id": new_hook_id(), "created_at": now, "updated_at": now})
-            for hook in service_hooks
-        ]
-        for service, service_hooks in hooks_file.hooks.items()
-    }
-    return hooks_file.model_copy(update={"hooks": hooks})
 
 
 def _atomic_write(path: Path, raw: bytes) -> None:
