@@ -75,9 +75,11 @@ def test_each_outcome_is_one_event_with_its_fields(
     assert response.status_code == status
     [event] = runs_of(api, hook_id, 1)
     assert len(event["id"]) == ULID_LEN and event["ts"].endswith("Z")
+    assert event["instance"].rpartition(":")[2].isdigit()  # host:pid of the proxy (no hooks_instance)
     varying = {
         "id": None, "ts": None, "duration_ms": None, "stderr": None, "reason": None, "error": None,
         "changes": None,  # each answer's: test_run_changes
+        "instance": None,
     }  # fmt: skip
     assert event | varying == {
         "id": None, "ts": None, "kind": "run", "container": "e2e", "service": "auth", "hook_id": hook_id,
@@ -90,6 +92,7 @@ def test_each_outcome_is_one_event_with_its_fields(
                       "timeout": None, "observed": 0}[outcome],
         "duration_ms": None, "script": "/act.py", "runtime": "python", "error": None, "stderr": None,
         "file_version": None, "changes": None, "message": None, "data": None, "cached": False,
+        "instance": None,
     }  # fmt: skip
     assert (event["changes"] is not None) == (outcome in ("modified", "responded"))
     if outcome == "blocked":
