@@ -79,7 +79,9 @@ def mixed_events() -> list[Event]:
                 "client": f"10.0.0.{n % 14}",
                 "instance": f"proxy-{n % 3}",
                 "cached": n % 4 == 0,
-                "changes": RunChanges(request=RequestChanges(headers_set=["x-a"])) if outcome == "modified" else None,
+                "changes": RunChanges(request=RequestChanges(headers_set=["x-a"]))
+                if outcome == "modified"
+                else None,
             }
         )
         if n % 6 == 0:
@@ -130,7 +132,9 @@ def test_every_query_filter_stats_and_read_answers_alike_on_both_backends(both: 
         assert postgres_answer[key] == sqlite_answer[key], key
     # and the answers are about something: each query found rows, the stats counted runs
     assert all(sqlite_answer[f"q{n}"][0] for n in range(len(QUERIES)))
-    assert sqlite_answer["30d"]["totalEvents"] == sum(1 for e in events if e.container == "c" and e.kind == "run")
+    assert sqlite_answer["30d"]["totalEvents"] == sum(
+        1 for e in events if e.container == "c" and e.kind == "run"
+    )
     assert sqlite_answer["24h"]["notes"] == 2 and sqlite_answer["captured"]
 
 
@@ -150,7 +154,10 @@ def test_filters_match_an_independent_selection(store: EventStore) -> None:
             and (not query.outcome or e.outcome in query.outcome)
             and (not query.kind or e.kind in query.kind)
             and (query.blocked is None or e.blocked == query.blocked)
-            and (query.changed is None or (e.kind in ("run", "dry_run") and (e.changes is not None) == query.changed))
+            and (
+                query.changed is None
+                or (e.kind in ("run", "dry_run") and (e.changes is not None) == query.changed)
+            )
             and (query.since is None or e.ts >= iso_utc(query.since))
             and (query.until is None or e.ts < iso_utc(query.until))
         ]
@@ -243,7 +250,9 @@ async def test_a_database_that_goes_away_queues_runs_and_writes_them_when_it_is_
             recorder.add(Event(container="c", message=str(n), kind="note"))
         assert recorder.dropped > 0  # past the bound: dropped and counted, never waited for
         server.start()
-        wait_for(lambda: recorder.error is None and recorder.store.count() == recorder.written, 30, "recovery")
+        wait_for(
+            lambda: recorder.error is None and recorder.store.count() == recorder.written, 30, "recovery"
+        )
         wait_for(lambda: recorder.written + recorder.dropped == 2001, 30, "every event written or counted")
         recorder.stop()
         streamed = [e.message for _, e in store.query("c", EventQuery(limit=500), after=0)[0]]

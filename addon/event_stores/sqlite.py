@@ -179,6 +179,7 @@ class SQLiteEventStore(SqlEventReads):
         db.execute("COMMIT")
         return None
 
+
 def _use_wal(db: sqlite3.Connection, wait_s: float = 10.0) -> None:
     """Switch a file to WAL. Switching needs the file to itself, and SQLite answers "database is
     locked" at once, without its busy handler, when another connection (a proxy and an API
