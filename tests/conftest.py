@@ -94,11 +94,11 @@ class ApiProcess:
         config: Path,
         *extra: str,
         env: dict[str, str] | None = None,
-        events: Path | None = None,
+        events: Path | str | None = None,
         default_events: bool = False,
         cwd: Path | None = None,
     ):
-        """`events`: the store to serve (default: events.db beside the config); with
+        """`events`: the store to serve, a file or a postgresql:// URL (default: events.db beside the config); with
         `default_events`, no --events at all (the configuration's own store, if any)."""
         self.config = config
         events_args = (

@@ -18,6 +18,7 @@ from addon.event_recorder import EventRecorder
 from addon.event_stores import EventStore, open_event_store
 from addon.event_stores.postgres import PostgresEventStore, redacted
 from addon.events import Event, EventQuery, iso_utc
+from tests.conftest import ApiProcess, write_container
 from tests.harness import wait_for
 from tests.postgres_server import LocalPostgres
 
@@ -60,7 +61,7 @@ def exchange_of(n: int) -> Exchange:
     )
 
 
-def mixed_events() -> list[Event]:
+def mixed_events(container: str = "c") -> list[Event]:
     """Runs of every outcome over two services, three hooks, clients and instances, spread over
     ten days (so every period sees a different share), plus the other kinds."""
     outcomes = ("continued", "blocked", "modified", "failed", "timeout", "observed", "responded")
@@ -70,7 +71,7 @@ def mixed_events() -> list[Event]:
         event = Event.model_validate(
             {
                 "ts": ago(n * 97 + n % 5),  # up to ~9.4 days back, uneven
-                "container": "c" if n % 11 else "other",
+                "container": container if n % 11 else "other",
                 "service": "s" if n % 3 else "t",
                 "hook_id": f"h{n % 3}",
                 "outcome": outcome,
@@ -88,7 +89,7 @@ def mixed_events() -> list[Event]:
             event._with_exchange(exchange_of(n))
         events.append(event)
     for n, kind in enumerate(("dry_run", "config_reload", "config_rejected", "note", "note")):
-        events.append(Event.model_validate({"ts": ago(n * 30 + 1), "container": "c", "kind": kind}))
+        events.append(Event.model_validate({"ts": ago(n * 30 + 1), "container": container, "kind": kind}))
     return sorted(events, key=lambda e: e.ts)  # written oldest first, as a recorder does
 
 
@@ -262,3 +263,54 @@ async def test_a_database_that_goes_away_queues_runs_and_writes_them_when_it_is_
         store.close()
     finally:
         server.destroy()
+
+
+def test_the_api_answers_alike_over_either_backend(tmp_path: Path, postgres_dsn: str) -> None:
+    """Two real `proxy-hooks api` processes, one over a SQLite file and one over PostgreSQL
+    holding the same events: every events call answers the same, byte for byte."""
+    config = write_container(tmp_path / "home" / "demo.json")
+    events = mixed_events("demo")
+    captured = next(e for e in events if e._exchange is not None and e.container == "demo")
+    locations: list[str | Path] = [tmp_path / "events.db", postgres_dsn]
+    for location in locations:
+        store = open_event_store(location)
+        store.create()
+        store.insert(events)
+        if isinstance(store, PostgresEventStore):
+            store.close()
+    base = "/api/v1/containers/demo/proxy"
+    calls: list[tuple[str, dict[str, Any]]] = [
+        (f"{base}/events", {}),
+        (f"{base}/events", {"limit": "9", "cursor": "100"}),
+        (f"{base}/events", {"outcome": "blocked,failed", "service": "s"}),
+        (f"{base}/events", {"instance": "proxy-1", "changed": "false"}),
+        (f"{base}/events", {"kind": "note"}),
+        (f"{base}/events", {"limit": "0"}),  # the same 422
+        (f"{base}/events.har", {}),
+        (f"{base}/events/{captured.id}/exchange", {}),
+        (f"{base}/stats", {"period": "24h"}),
+        (f"{base}/stats", {"period": "7d"}),
+        (f"{base}/stats", {"period": "30d"}),
+    ]
+    answers = []
+    for location in locations:
+        process = ApiProcess(config, events=location)
+        try:
+            with process.client() as http:
+                answer = [(http.get(path, params=params).status_code, http.get(path, params=params).json())
+                          for path, params in calls]  # fmt: skip
+                with http.stream("GET", f"{base}/events/stream", headers={"Last-Event-ID": "0"}) as stream:
+                    ids: list[str] = []
+                    for line in stream.iter_lines():
+                        if line.startswith("id: "):
+                            ids.append(line[4:])
+                        if len(ids) == sum(1 for e in events if e.container == "demo"):
+                            break
+                answer.append((200, ids))
+        finally:
+            process.stop()
+        answers.append(answer)
+    for call, sqlite_answer, postgres_answer in zip(calls + [("stream", {})], *answers, strict=True):
+        assert postgres_answer == sqlite_answer, call
+    assert answers[0][0][0] == 200 and answers[0][0][1]["data"]["events"]
+    assert answers[0][5][0] == 422 and answers[0][7][0] == 200 and answers[0][8][1]["data"]["totalEvents"] > 0
