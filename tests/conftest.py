@@ -98,8 +98,9 @@ class ApiProcess:
         default_events: bool = False,
         cwd: Path | None = None,
     ):
-        """`events`: the store to serve, a file or a postgresql:// URL (default: events.db beside the config); with
-        `default_events`, no --events at all (the configuration's own store, if any)."""
+        """`events`: the store to serve, a file or a postgresql:// URL (default: events.db beside
+        the config); with `default_events`, no --events at all (the configuration's own store,
+        if any)."""
         self.config = config
         events_args = (
             []

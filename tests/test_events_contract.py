@@ -310,7 +310,7 @@ def test_the_api_answers_alike_over_either_backend(tmp_path: Path, postgres_dsn:
         finally:
             process.stop()
         answers.append(answer)
-    for call, sqlite_answer, postgres_answer in zip(calls + [("stream", {})], *answers, strict=True):
+    for call, sqlite_answer, postgres_answer in zip([*calls, ("stream", {})], *answers, strict=True):
         assert postgres_answer == sqlite_answer, call
     assert answers[0][0][0] == 200 and answers[0][0][1]["data"]["events"]
     assert answers[0][5][0] == 422 and answers[0][7][0] == 200 and answers[0][8][1]["data"]["totalEvents"] > 0
