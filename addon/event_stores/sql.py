@@ -290,33 +290,25 @@ def _ms(value: float | None) -> float:
 
 
 def _filters(container: str, query: EventQuery) -> tuple[list[str], list[Any]]:
-    where: list[str] = ["container = ?"]
-    params: list[Any] = [container]
-    if query.service is not None:
-        where.append("service = ?")
-        params.append(query.service)
-    if query.hookId is not None:
-        where.append("hook_id = ?")
-        params.append(query.hookId)
-    if query.instance is not None:
-        where.append("instance = ?")
-        params.append(query.instance)
-    if query.outcome:
-        where.append(f"outcome IN ({', '.join('?' * len(query.outcome))})")
-        params.extend(query.outcome)
-    if query.kind:
-        where.append(f"kind IN ({', '.join('?' * len(query.kind))})")
-        params.extend(query.kind)
-    if query.blocked is not None:
-        where.append("blocked = ?")
-        params.append(int(query.blocked))
-    if query.changed is not None:
-        where.append("changed = ?")
-        params.append(int(query.changed))
-    if query.since is not None:
-        where.append("ts >= ?")
-        params.append(iso_utc(query.since))
-    if query.until is not None:
-        where.append("ts < ?")
-        params.append(iso_utc(query.until))
+    """The WHERE conditions of a query (joined with AND) and their parameters, in order."""
+    flag = None if query.blocked is None else int(query.blocked)
+    changed = None if query.changed is None else int(query.changed)
+    since = None if query.since is None else iso_utc(query.since)
+    until = None if query.until is None else iso_utc(query.until)
+    compared: list[tuple[str, Any]] = [
+        ("container = ?", container),
+        ("service = ?", query.service),
+        ("hook_id = ?", query.hookId),
+        ("instance = ?", query.instance),
+        ("blocked = ?", flag),
+        ("changed = ?", changed),
+        ("ts >= ?", since),
+        ("ts < ?", until),
+    ]
+    where = [condition for condition, value in compared if value is not None]
+    params = [value for _, value in compared if value is not None]
+    for column, values in (("outcome", query.outcome), ("kind", query.kind)):
+        if values:
+            where.append(f"{column} IN ({', '.join('?' * len(values))})")
+            params.extend(values)
     return where, params
