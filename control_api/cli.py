@@ -200,8 +200,9 @@ def _add_run(commands: Any) -> None:
     run.add_argument(
         "--events",
         default=None,
-        help="SQLite file recording every hook run (default: beside the hooks, "
-        "<config folder>/.proxy-hooks/events.db; see hooks_events); empty: none",
+        help="SQLite file recording every hook run, or a postgresql:// URL of a database many "
+        "proxies share (default: beside the hooks, <config folder>/.proxy-hooks/events.db; see "
+        "hooks_events); empty: none",
     )
     run.add_argument(
         "--mode",
