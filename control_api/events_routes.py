@@ -199,7 +199,9 @@ async def stream_events(request: web.Request) -> web.StreamResponse:
         elif idle >= HEARTBEAT_S:
             await response.write(b": keep-alive\n\n")  # also how a gone client is noticed
             idle = 0.0
-        wait = STREAM_POLL_S if events.hub is None else HEARTBEAT_S
+        # This process's recorder wakes the stream at once; others' rows (a standalone API, or
+        # a database many proxies write into) are looked for every STREAM_POLL_S.
+        wait = HEARTBEAT_S if events.hub is not None and not events.store.shared else STREAM_POLL_S
         started = asyncio.get_running_loop().time()
         if events.hub is None:
             await asyncio.sleep(wait)

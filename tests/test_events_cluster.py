@@ -101,6 +101,8 @@ def test_every_proxys_runs_in_one_list_one_stream_and_one_set_of_stats(
     before = stored(cluster_dsn, "kind = 'run' AND data::json->>'path' LIKE '/act/%'")
     assert not before  # this test's runs are the only /act/ runs
     stream = Stream(api, kind="run")
+    with proxies[0].api() as first_proxy_api:  # a proxy's own API streams the other proxies' runs too
+        in_proxy = Stream(first_proxy_api, kind="run")
     sent: Counter[tuple[str, str]] = Counter()
     for n, proxy in enumerate(proxies):
         with proxy.client() as http:
@@ -111,7 +113,10 @@ def test_every_proxys_runs_in_one_list_one_stream_and_one_set_of_stats(
                 sent[(f"proxy-{n}", "blocked" if act == "block" else "continued")] += 1
     total = sum(sent.values())
     wait_for(lambda: len(stream.received) >= total, 30, "every run on the stream")
+    wait_for(lambda: len(in_proxy.received) >= total, 30, "every run on the first proxy's own stream")
     stream.close()
+    in_proxy.close()
+    assert [e["id"] for _, e in in_proxy.received] == [e["id"] for _, e in stream.received]
 
     listed = [e for e in all_events(api, kind="run") if e["path"].startswith("/act/")]
     assert Counter((e["instance"], e["outcome"]) for e in listed) == sent

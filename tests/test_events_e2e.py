@@ -234,6 +234,13 @@ class Stream:
         assert self.ready.wait(10), "stream did not open"
 
     def _run(self, api: httpx.Client, headers: dict[str, str], params: dict[str, str]) -> None:
+        try:
+            self._read(api, headers, params)
+        except httpx.HTTPError:
+            if not self.stop.is_set():
+                raise  # a closed stream may see its server go away; an open one must not
+
+    def _read(self, api: httpx.Client, headers: dict[str, str], params: dict[str, str]) -> None:
         with (
             httpx.Client(base_url=str(api.base_url), timeout=httpx.Timeout(30, read=60)) as http,
             http.stream("GET", EVENTS + "/stream", headers=headers, params=params) as response,

@@ -28,6 +28,9 @@ class EventStore(Protocol):
     # (a database server that restarts) rather than being dropped at once (a local file: a
     # failure there does not pass by itself).
     keeps_failed_batches: bool
+    # Whether other processes (other proxies) write into it too: then a live reader cannot wait
+    # for its own process's writer only, and looks for new rows every second.
+    shared: bool
 
     @property
     def location(self) -> str:

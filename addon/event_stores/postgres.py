@@ -87,6 +87,7 @@ class SchemaTooNew(psycopg.Error):
 class PostgresEventStore(SqlEventReads):
     errors: tuple[type[Exception], ...] = (psycopg.Error, OSError)
     keeps_failed_batches = True  # a server that restarts comes back: wait for it
+    shared = True  # every proxy's events: a stream in one proxy's API must see the others' too
     placeholder = "%s"
 
     def __init__(self, dsn: str):

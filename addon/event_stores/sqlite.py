@@ -68,6 +68,7 @@ def is_corrupt(exc: BaseException) -> bool:
 class SQLiteEventStore(SqlEventReads):
     errors: tuple[type[Exception], ...] = (sqlite3.Error, OSError)
     keeps_failed_batches = False  # a file that fails now does not heal by waiting
+    shared = False  # one proxy's file
 
     def __init__(self, path: Path):
         self.path = path
