@@ -13,7 +13,7 @@ PROXY_PORT ?= 8080
 API ?= $(or $(LISTEN),127.0.0.1:8082)
 API_LISTEN := $(if $(findstring :,$(API)),$(API),127.0.0.1:$(API))
 
-.PHONY: test run lint install clean demo-reset bench bench-memory bench-propagation screenshots
+.PHONY: test run lint install clean demo-reset bench bench-events bench-memory bench-propagation screenshots
 
 # Editable in "compat" mode (a plain path in a .pth): setuptools' default editable finder costs
 # every Python start ~15 ms, which per-run Python hooks would pay on each run.
@@ -120,6 +120,11 @@ bench: $(STAMP)
 # embedded database (see bench/propagation.py).
 bench-propagation: $(STAMP)
 	$(BIN)/python bench/propagation.py $(BENCH_ARGS)
+
+# Events written per second to PostgreSQL (1, 3, 6 writer processes) and to SQLite, none dropped
+# (see bench/events_pg.py).
+bench-events: $(STAMP)
+	$(BIN)/python bench/events_pg.py $(BENCH_ARGS)
 
 # mitmdump's memory for one large upload through a hooked path (see bench/memory.py).
 bench-memory: $(STAMP)

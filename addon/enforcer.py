@@ -43,7 +43,7 @@ from addon.event_recorder import (
     DEFAULT_QUEUE,
     EventRecorder,
 )
-from addon.event_store import SQLiteEventStore
+from addon.event_stores import EventStore, open_event_store
 from addon.flow_capture import exchange_of
 from addon.flows import (
     HOOK_HEADER,
@@ -104,7 +104,13 @@ API_OPTIONS = {
     "hooks_encoded_slashes",  # the API's explain and dry runs read paths as the proxy does
     "hooks_tsx",  # its dry runs run TypeScript as the proxy does
 }
-EVENT_OPTIONS = {"hooks_events", "hooks_events_max_rows", "hooks_events_max_age_days", "hooks_events_queue"}
+EVENT_OPTIONS = {
+    "hooks_events",
+    "hooks_events_max_rows",
+    "hooks_events_max_age_days",
+    "hooks_events_queue",
+    "hooks_instance",
+}
 
 
 @dataclass
@@ -167,9 +173,17 @@ class ProxyHooks:
             "hooks_events",
             Optional[str],  # noqa: UP045
             None,
-            "SQLite file where every hook run is recorded (created on first use). Unset: "
+            "SQLite file where every hook run is recorded (created on first use), or a "
+            "postgresql://user@host:port/db URL of a database that many proxies share. Unset: "
             "<config folder>/.proxy-hooks/events.db beside hooks_config, or, when that folder is "
             "read-only, $XDG_STATE_HOME/proxy-hooks/<digest of its path>/events.db. Empty: none.",
+        )
+        loader.add_option(
+            "hooks_instance",
+            str,
+            "",
+            "The name this proxy gives itself in the events it records (their instance field), to "
+            "tell proxies apart in one events store. Empty: <host name>:<process id>.",
         )
         loader.add_option(
             "hooks_events_max_rows", int, DEFAULT_MAX_ROWS, "Keep at most this many events (oldest go first)."
@@ -727,22 +741,27 @@ class ProxyHooks:
                 log.warning("proxy-hooks: %s (until then the hook fails as its failure_mode says)", line)
 
     def _configure_events(self) -> None:
-        path = _events_path(ctx.options.hooks_events, ctx.options.hooks_config)
+        location = _events_location(ctx.options.hooks_events, ctx.options.hooks_config)
         for name in ("hooks_events_max_rows", "hooks_events_queue"):
             if getattr(ctx.options, name) < 1:
                 raise exceptions.OptionsError(f"{name} must be at least 1")
         if ctx.options.hooks_events_max_age_days < 0:
             raise exceptions.OptionsError("hooks_events_max_age_days must be 0 (keep) or more")
-        if path is None:
+        if location is None:
             self.events = None
             return
+        try:
+            store: EventStore = open_event_store(location)
+        except RuntimeError as exc:  # PostgreSQL without psycopg installed
+            raise exceptions.OptionsError(f"hooks_events: {exc}") from None
         days = ctx.options.hooks_events_max_age_days
-        log.info("proxy-hooks: recording hook runs in %s", path)
+        log.info("proxy-hooks: recording hook runs in %s", store.location)
         self.events = EventRecorder(
-            SQLiteEventStore(path),
+            store,
             queue_size=ctx.options.hooks_events_queue,
             max_rows=ctx.options.hooks_events_max_rows,
             max_age=dt.timedelta(days=days) if days else None,
+            instance=ctx.options.hooks_instance or None,
         )
 
     def _check_api_options(self) -> None:
@@ -819,11 +838,13 @@ class ProxyHooks:
         self.api_url = None
 
 
-def _events_path(option: str | None, config: str | None) -> Path | None:
-    """hooks_events as given (empty: none), or the store beside the hooks configuration (none
-    beside a PostgreSQL one: it has no folder)."""
+def _events_location(option: str | None, config: str | None) -> str | Path | None:
+    """hooks_events as given (a file or a postgresql:// URL; empty: none), or the store beside
+    the hooks configuration (none beside a PostgreSQL one: it has no folder)."""
     if option is not None:
-        return Path(option) if option else None
+        if not option:
+            return None
+        return option if is_database_url(option) else Path(option)
     if not config or is_database_url(config):
         return None
     return default_events_path(Path(config), create=True)

@@ -9,7 +9,9 @@ The writer heals: before each batch, and every CHECK_EVERY_S when idle, it check
 at the store's path is still the one it opened and still reads as a database. A deleted or
 replaced file is reopened (created anew); a corrupt one is moved aside
 (`events.db.corrupt-<time>`) and created anew; a store that cannot be opened at all is retried.
-Meanwhile `error` says why (the API's /healthz shows it) and runs are dropped and counted.
+Meanwhile `error` says why (the API's /healthz shows it) and runs are dropped and counted. A
+PostgreSQL store is a server that comes back: a batch it could not take waits at the head of the
+queue and the writer reconnects by itself; only what does not fit the queue is dropped.
 
 The recorder also tells live readers (the SSE stream) that new events were stored; they read
 them from the store, so a stream and a query never disagree on what happened or in what order.
@@ -21,14 +23,14 @@ import asyncio
 import contextlib
 import datetime as dt
 import logging
-import sqlite3
 import threading
 import time
 from collections import deque
+from typing import Any
 
 from addon.engine import HookRun
-from addon.event_store import SQLiteEventStore, is_corrupt
-from addon.events import Event
+from addon.event_stores import EventStore
+from addon.events import Event, default_instance
 from addon.validation import Problem
 
 log = logging.getLogger(__name__)
@@ -63,12 +65,14 @@ class EventRecorder:
 
     def __init__(
         self,
-        store: SQLiteEventStore,
+        store: EventStore,
         queue_size: int = DEFAULT_QUEUE,
         max_rows: int = DEFAULT_MAX_ROWS,
         max_age: dt.timedelta | None = dt.timedelta(days=DEFAULT_MAX_AGE_DAYS),
+        instance: str | None = None,
     ):
         self.store = store
+        self.instance = instance or default_instance()  # stamped on every event recorded here
         self.max_rows = max_rows
         self.max_age = max_age
         self.dropped = 0
@@ -83,7 +87,8 @@ class EventRecorder:
         self._count_lock = threading.Lock()  # `add` is called from worker threads too
         self._thread: threading.Thread | None = None
         self._opened = threading.Event()
-        self._db: sqlite3.Connection | None = None  # the writer thread's own connection
+        self._db: Any = None  # the writer thread's own connection (the store's kind)
+        self._stopping = threading.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
         self.hub: EventHub | None = None
 
@@ -100,6 +105,7 @@ class EventRecorder:
         self.hub = EventHub()
         self._thread = threading.Thread(target=self._write_loop, name="proxy-hooks-events", daemon=True)
         self._opened = threading.Event()
+        self._stopping = threading.Event()
         self._thread.start()
         self._opened.wait(10)  # the first open, so that start-up logs say whether it worked
         return self.error is None
@@ -109,6 +115,7 @@ class EventRecorder:
         if self._thread is None:
             return
         self._queue.append(_STOP)  # past the bound: the stop is never dropped
+        self._stopping.set()
         self._wake.set()
         self._thread.join(timeout_s)
         self._thread = None
@@ -116,7 +123,7 @@ class EventRecorder:
     # --- recording (on the event loop; never blocks) ---
 
     def record(self, run: HookRun) -> None:
-        self.add(Event.from_run(run))
+        self.add(Event.from_run(run, self.instance))
 
     def add(self, event: Event) -> None:
         """Queue one event; thread-safe. What cannot be queued is counted, never waited for."""
@@ -133,10 +140,12 @@ class EventRecorder:
     ) -> None:
         """A hooks file took effect as a new version, or an edit to it was rejected."""
         if kind == "reload":
-            self.add(Event(kind="config_reload", container=container, file_version=version))
+            self.add(
+                Event(kind="config_reload", container=container, file_version=version, instance=self.instance)
+            )
         else:
             error = "; ".join(map(str, problems or []))
-            self.add(Event(kind="config_rejected", container=container, error=error))
+            self.add(Event(kind="config_rejected", container=container, error=error, instance=self.instance))
 
     # --- the writer thread ---
 
@@ -160,8 +169,7 @@ class EventRecorder:
 
     def _close(self) -> None:
         if self._db is not None:
-            with contextlib.suppress(sqlite3.Error):
-                self._db.close()
+            self.store.close_writer(self._db)
             self._db = None
             self._identity = None
 
@@ -172,26 +180,26 @@ class EventRecorder:
         try:
             try:
                 self.store.create()
-            except sqlite3.DatabaseError as exc:
-                if not is_corrupt(exc):
+            except self.store.errors as exc:
+                if not self.store.is_corrupt(exc):
                     raise
                 self._set_aside(str(exc))
                 self.store.create()
             self._db = self.store.writer()
             self._identity = self.store.identity()
-        except (sqlite3.Error, OSError) as exc:
+        except self.store.errors as exc:
             self._close()
-            self._fail(f"events store {self.store.path} unusable: {exc}")
+            self._fail(f"events store {self.store.location} unusable: {exc}")
             return False
         if self.error is not None:
-            log.info("proxy-hooks: recording events to %s again", self.store.path)
+            log.info("proxy-hooks: recording events to %s again", self.store.location)
         self.error = None
         return True
 
     def _set_aside(self, reason: str) -> None:
         self._close()
         moved = self.store.move_aside()
-        self._recovered(f"{self.store.path.name} was corrupt ({reason}); moved it to {moved.name}")
+        self._recovered(f"{self.store.name} was corrupt ({reason}); moved it to {moved.name}")
 
     def _recovered(self, what: str) -> None:
         self.recovered += 1
@@ -204,26 +212,25 @@ class EventRecorder:
         self.error = error
 
     def _current(self) -> bool:
-        """Make sure the writer holds the file at the store's path; reopen if it is another."""
-        if self._db is not None and self.store.identity() == self._identity:
+        """Make sure the writer holds the file at the store's path (a live connection to the
+        database); reopen if it is another (or lost)."""
+        if self._db is not None and self.store.writer_current(self._db, self._identity):
             return True
-        if self._db is not None:
-            self._recovered(f"{self.store.path.name} was deleted or replaced")
+        if self._db is not None and self.store.identity() != self._identity:
+            self._recovered(f"{self.store.name} was deleted or replaced")
         return self._open()
 
     def _check(self) -> None:
         if not self._current():
             return
         try:
-            self.store.probe()
-        except sqlite3.Error as exc:
-            if is_corrupt(exc):
+            self.store.check(self._db)
+        except self.store.errors as exc:
+            if self.store.is_corrupt(exc):
                 self._set_aside(str(exc))
                 self._open()
             else:
-                self._fail(f"events store {self.store.path} unusable: {exc}")
-        except OSError as exc:
-            self._fail(f"events store {self.store.path} unusable: {exc}")
+                self._fail(f"events store {self.store.location} unusable: {exc}")
 
     def _next_batch(self) -> tuple[list[Event], bool]:
         """Up to BATCH_MAX queued events (after waiting up to CHECK_EVERY_S for the first, then
@@ -244,22 +251,31 @@ class EventRecorder:
         return batch, False
 
     def _write(self, batch: list[Event]) -> None:
+        keep = self.store.keeps_failed_batches  # when the store cannot even be opened
         for attempt in range(2):
             if not self._current():
                 break
             try:
                 self.store.insert(batch, self._db)
-            except (sqlite3.Error, OSError) as exc:
-                if attempt == 0 and is_corrupt(exc):
+            except self.store.errors as exc:
+                if attempt == 0 and self.store.is_corrupt(exc):
                     self._set_aside(str(exc))
                     continue  # once more, into the new file
-                self._fail(f"cannot write events to {self.store.path}: {exc}")
+                self._fail(f"cannot write events to {self.store.location}: {exc}")
+                keep = self.store.keeps_failed_batches and self.store.is_transient(exc)
                 break
             self.written += len(batch)
             self.error = None
             if self._loop is not None and self.hub is not None:
                 with contextlib.suppress(RuntimeError):  # the loop is closing
                     self._loop.call_soon_threadsafe(self.hub.notify)
+            return
+        if keep and not self._stopping.is_set():
+            # A database that is away: the batch waits at the head of the queue (new runs
+            # behind it, up to the bound; what does not fit is dropped and counted in `add`)
+            # and is tried again once a check interval has passed.
+            self._queue.extendleft(reversed(batch))
+            self._stopping.wait(CHECK_EVERY_S)
             return
         with self._count_lock:
             self.dropped += len(batch)
@@ -268,7 +284,7 @@ class EventRecorder:
         if self._db is None:
             return  # nothing to prune in a store that cannot be opened
         try:
-            while self.store.prune(self.max_rows, self.max_age):
+            while self.store.prune(self.max_rows, self.max_age, self._db):
                 pass
-        except (sqlite3.Error, OSError) as exc:
+        except self.store.errors as exc:
             log.warning("proxy-hooks: cannot apply events retention: %s", exc)

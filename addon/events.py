@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import re
+import socket
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -59,6 +61,11 @@ def now_iso() -> str:
     return iso_utc(dt.datetime.now(dt.UTC))
 
 
+def default_instance() -> str:
+    """Which process recorded an event, when hooks_instance does not say: `host:pid`."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
 class Event(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -93,17 +100,19 @@ class Event(BaseModel):
     cached: bool = False  # runs: the verdict of an earlier run, reused (no script ran)
     message: str | None = None  # notes
     data: dict[str, Any] | None = None  # notes
+    instance: str | None = None  # the proxy (or API) that recorded it: hooks_instance, or host:pid
     # A captured exchange travels with its event to the store (its own column), never in the
     # event's JSON: events stay small to list and stream.
     _exchange: Exchange | None = PrivateAttr(default=None)
 
     @classmethod
-    def from_run(cls, run: HookRun) -> Event:
+    def from_run(cls, run: HookRun, instance: str | None = None) -> Event:
         # Built on the event loop for every run. pydantic-core validates a plain dict faster
         # than `model_construct` fills one in Python (its per-field and default machinery
         # costs twice as much), and the record is checked on the way.
         fields = {name: getattr(run, name) for name in _RUN_FIELDS}
         fields["blocked"] = run.blocked
+        fields["instance"] = instance
         return cls.model_validate(fields)._with_exchange(run.exchange)
 
     def _with_exchange(self, exchange: Exchange | None) -> Event:
@@ -140,6 +149,7 @@ class EventQuery(BaseModel):
 
     service: str | None = None
     hookId: str | None = None  # the API's spelling
+    instance: str | None = None  # the events one proxy recorded (its hooks_instance)
     outcome: list[Outcome] = Field(default_factory=list)
     kind: list[EventKind] = Field(default_factory=list)
     blocked: QueryBool | None = None

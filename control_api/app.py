@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import sqlite3
 from dataclasses import dataclass
 
 from aiohttp import web
@@ -141,7 +140,7 @@ async def healthz(request: web.Request) -> web.Response:
     }
     if events is not None:
         data["events"] = {
-            "store": str(events.store.path),
+            "store": events.store.location,
             "recording": events.recording,
             "written": events.written,
             "dropped": events.dropped,
@@ -159,8 +158,8 @@ async def _events_error(events: EventRecorder) -> str | None:
         return events.error
     try:
         await asyncio.to_thread(events.store.probe)
-    except (sqlite3.Error, OSError) as exc:
-        return f"events store {events.store.path} cannot be read: {exc}"
+    except events.store.errors as exc:
+        return f"events store {events.store.location} cannot be read: {exc}"
     return None
 
 

@@ -13,7 +13,6 @@ import logging
 import os
 import platform
 import shutil
-import sqlite3
 import sys
 import textwrap
 import urllib.parse
@@ -26,7 +25,7 @@ from pydantic import ValidationError
 from addon.containers import ConfigError, Containers, check, read_only_snapshots
 from addon.event_location import default_events_path
 from addon.event_recorder import EventRecorder
-from addon.event_store import SQLiteEventStore
+from addon.event_stores import open_event_store
 from addon.explain import MatchQuery, explain
 from addon.matching import CompiledContainer
 from addon.paths import ENCODED_SLASH_MODES
@@ -165,7 +164,8 @@ def _add_api(commands: Any) -> None:
     api.add_argument(
         "--events",
         default=None,
-        help="the events store (SQLite) a proxy records into, to serve events and stats from; "
+        help="the events store a proxy records into, to serve events and stats from: a SQLite "
+        "file, or a postgresql:// URL that many proxies share; "
         "default: that of --config if a proxy has made one (see hooks_events), else none; empty: none",
     )
 
@@ -204,8 +204,9 @@ def _add_run(commands: Any) -> None:
     run.add_argument(
         "--events",
         default=None,
-        help="SQLite file recording every hook run (default: beside the hooks, "
-        "<config folder>/.proxy-hooks/events.db; see hooks_events); empty: none",
+        help="SQLite file recording every hook run, or a postgresql:// URL of a database many "
+        "proxies share (default: beside the hooks, <config folder>/.proxy-hooks/events.db; see "
+        "hooks_events); empty: none",
     )
     run.add_argument(
         "--mode",
@@ -261,15 +262,20 @@ def _events_reader(path: str | None, config: str | Path) -> EventRecorder | None
                 file=sys.stderr,
             )
             return None
-        return EventRecorder(SQLiteEventStore(found))
+        return EventRecorder(open_event_store(found))
     if not path:
         return None
-    events = EventRecorder(SQLiteEventStore(Path(path)))
+    try:
+        store = open_event_store(path)
+    except RuntimeError as exc:  # PostgreSQL without psycopg
+        raise SystemExit(f"proxy-hooks api: --events: {exc}") from None
+    events = EventRecorder(store)
     try:
         events.store.create()
-    except (sqlite3.Error, OSError) as exc:
+    except events.store.errors as exc:
         print(
-            f"proxy-hooks api: events store {path} unusable ({exc}); events answer 503 until it is",
+            f"proxy-hooks api: events store {events.store.location} unusable ({exc}); events answer "
+            "503 until it is",
             file=sys.stderr,
         )
     return events

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import sqlite3
 
 from aiohttp import web
 
@@ -80,15 +79,15 @@ async def test_hook(request: web.Request) -> web.Response:
         raise ApiError(403, str(exc), "INLINE_SCRIPTS_DISABLED") from None
     events = request.app.get(EVENTS)
     if events is not None:
-        event = Event.from_run(run).model_copy(update={"kind": "dry_run"})
+        event = Event.from_run(run, events.instance).model_copy(update={"kind": "dry_run"})
         if events.recording:
             events.add(event)
         else:
             try:
                 await asyncio.to_thread(events.store.insert, [event])
-            except (sqlite3.Error, OSError) as exc:  # the run happened; only its record is lost
+            except events.store.errors as exc:  # the run happened; only its record is lost
                 events.dropped += 1
-                log.warning("proxy-hooks: cannot record the dry run in %s: %s", events.store.path, exc)
+                log.warning("proxy-hooks: cannot record the dry run in %s: %s", events.store.location, exc)
     return ok("Hook tested", result)
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import re
-import sqlite3
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -15,7 +14,7 @@ from pydantic import BaseModel
 from addon import edits
 from addon.catalog import CatalogQuery, filter_catalog, resolve_catalog
 from addon.event_recorder import EventRecorder
-from addon.event_store import PERIODS
+from addon.event_stores import PERIODS
 from addon.events import MAX_LIMIT, OUTCOMES, Event, EventQuery, NoteCreate, query_bool
 from addon.model import RESERVED_SERVICES
 from addon.store import Snapshot
@@ -54,8 +53,9 @@ def events_of(request: web.Request) -> EventRecorder:
 def unavailable(events: EventRecorder, exc: BaseException) -> ApiError:
     return ApiError(
         503,
-        f"The events store {events.store.path.name} cannot be read ({exc}). The proxy recording "
-        "into it creates it anew (a corrupt file is moved aside); see /healthz",
+        f"The events store {events.store.name} cannot be read ({exc}). The proxy recording "
+        "into it creates it anew (a corrupt file is moved aside; a database is reconnected to); "
+        "see /healthz",
         "EVENTS_UNAVAILABLE",
     )
 
@@ -65,7 +65,7 @@ async def read_store(events: EventRecorder, call: Callable[..., T], *args: Any) 
     is missing or unreadable."""
     try:
         return await asyncio.to_thread(call, *args)
-    except (sqlite3.Error, OSError) as exc:
+    except events.store.errors as exc:
         raise unavailable(events, exc) from None
 
 
@@ -184,7 +184,7 @@ async def stream_events(request: web.Request) -> web.StreamResponse:
     while request.transport is not None and not request.transport.is_closing():
         try:
             rows, _ = await asyncio.to_thread(events.store.query, snapshot.container, query, after)
-        except (sqlite3.Error, OSError) as exc:
+        except events.store.errors as exc:
             # The store went away mid-stream: say so and end; the client reconnects (retry:)
             # with its Last-Event-ID and gets a 503 until the store is back.
             await response.write(f": events store unavailable: {exc}\n\n".encode())
@@ -199,7 +199,9 @@ async def stream_events(request: web.Request) -> web.StreamResponse:
         elif idle >= HEARTBEAT_S:
             await response.write(b": keep-alive\n\n")  # also how a gone client is noticed
             idle = 0.0
-        wait = STREAM_POLL_S if events.hub is None else HEARTBEAT_S
+        # This process's recorder wakes the stream at once; others' rows (a standalone API, or
+        # a database many proxies write into) are looked for every STREAM_POLL_S.
+        wait = HEARTBEAT_S if events.hub is not None and not events.store.shared else STREAM_POLL_S
         started = asyncio.get_running_loop().time()
         if events.hub is None:
             await asyncio.sleep(wait)
@@ -264,6 +266,7 @@ async def add_note(request: web.Request) -> web.Response:
         hook_id=hook_id,
         message=note.message,
         data=note.data,
+        instance=events.instance,
     )
     await read_store(events, events.store.insert, [event])
     if events.hub is not None:

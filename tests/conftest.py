@@ -94,13 +94,13 @@ class ApiProcess:
         config: Path | str,
         *extra: str,
         env: dict[str, str] | None = None,
-        events: Path | None = None,
+        events: Path | str | None = None,
         default_events: bool = False,
         cwd: Path | None = None,
     ):
-        """`config`: a hooks file or folder, or a PostgreSQL DSN. `events`: the store to serve
-        (default: events.db beside the config); with `default_events`, no --events at all (the
-        configuration's own store, if any)."""
+        """`config`: a hooks file or folder, or a PostgreSQL DSN. `events`: the store to serve, a
+        file or a postgresql:// URL (default: events.db beside the config; none for a DSN config);
+        with `default_events`, no --events at all (the configuration's own store, if any)."""
         self.config = config
         folder = None if isinstance(config, str) else config if config.is_dir() else config.parent
         events_args = (

@@ -110,8 +110,8 @@ def test_a_query_with_three_bad_parameters_reports_three(client: httpx.Client) -
         {"field": "blocked", "reason": "must be true or false, got 'maybe'"},
         {
             "field": "foo",
-            "reason": "unknown parameter (allowed: blocked, changed, cursor, hookId, kind, limit, outcome, "
-            "service, since, until)",
+            "reason": "unknown parameter (allowed: blocked, changed, cursor, hookId, instance, kind, limit, "
+            "outcome, service, since, until)",
         },
         {"field": "limit", "reason": "must be 1-500, got '501'"},
     ]

@@ -75,9 +75,11 @@ def test_each_outcome_is_one_event_with_its_fields(
     assert response.status_code == status
     [event] = runs_of(api, hook_id, 1)
     assert len(event["id"]) == ULID_LEN and event["ts"].endswith("Z")
+    assert event["instance"].rpartition(":")[2].isdigit()  # host:pid of the proxy (no hooks_instance)
     varying = {
         "id": None, "ts": None, "duration_ms": None, "stderr": None, "reason": None, "error": None,
         "changes": None,  # each answer's: test_run_changes
+        "instance": None,
     }  # fmt: skip
     assert event | varying == {
         "id": None, "ts": None, "kind": "run", "container": "e2e", "service": "auth", "hook_id": hook_id,
@@ -90,6 +92,7 @@ def test_each_outcome_is_one_event_with_its_fields(
                       "timeout": None, "observed": 0}[outcome],
         "duration_ms": None, "script": "/act.py", "runtime": "python", "error": None, "stderr": None,
         "file_version": None, "changes": None, "message": None, "data": None, "cached": False,
+        "instance": None,
     }  # fmt: skip
     assert (event["changes"] is not None) == (outcome in ("modified", "responded"))
     if outcome == "blocked":
@@ -231,6 +234,13 @@ class Stream:
         assert self.ready.wait(10), "stream did not open"
 
     def _run(self, api: httpx.Client, headers: dict[str, str], params: dict[str, str]) -> None:
+        try:
+            self._read(api, headers, params)
+        except httpx.HTTPError:
+            if not self.stop.is_set():
+                raise  # a closed stream may see its server go away; an open one must not
+
+    def _read(self, api: httpx.Client, headers: dict[str, str], params: dict[str, str]) -> None:
         with (
             httpx.Client(base_url=str(api.base_url), timeout=httpx.Timeout(30, read=60)) as http,
             http.stream("GET", EVENTS + "/stream", headers=headers, params=params) as response,

@@ -124,19 +124,6 @@ async def test_a_deleted_store_is_created_anew(tmp_path: Path) -> None:
     assert "deleted or replaced" in (recorder.last_recovery or "")
 
 
-async def test_cursor_paging_walks_every_row_once(tmp_path: Path) -> None:
-    store = SQLiteEventStore(tmp_path / "events.db")
-    store.create()
-    store.insert([event(n) for n in range(23)])
-    seen, cursor = [], None
-    while True:
-        page, cursor = store.query("c", EventQuery(limit=5, cursor=cursor))
-        seen += [e.duration_ms for _, e in page]
-        if cursor is None:
-            break
-    assert seen == [float(n) for n in range(22, -1, -1)]
-
-
 async def test_hub_wakes_a_waiting_reader(tmp_path: Path) -> None:
     recorder = EventRecorder(SQLiteEventStore(tmp_path / "events.db"))
     assert recorder.start()
