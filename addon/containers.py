@@ -9,9 +9,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from addon.catalog import deployment_problems
+from addon.database_url import POSTGRESQL_MISSING
 from addon.model import HooksFile
 from addon.store import FileUnusable, HooksSource, HooksStore, Snapshot, StoreError, is_database_url
-from addon.store.base import POSTGRESQL_MISSING
 
 if TYPE_CHECKING:
     from addon.store.postgres import Database

@@ -13,9 +13,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from addon.containers import ConfigError, read_only_snapshots
+from addon.database_url import POSTGRESQL_MISSING
 from addon.model import HooksFile
 from addon.store import Snapshot, StoreError, document, is_database_url, render
-from addon.store.base import POSTGRESQL_MISSING
 from addon.validation import problem_lines
 
 if TYPE_CHECKING:  # psycopg is an extra: imported when a db command runs

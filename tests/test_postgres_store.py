@@ -19,9 +19,10 @@ import pytest
 
 from addon import edits
 from addon.containers import ConfigError, Containers
+from addon.database_url import describe_dsn
 from addon.model import HookCreate, HooksFile
 from addon.store import StoreUnavailable, utc_now
-from addon.store.postgres import SCHEMA_VERSION, Database, PostgresHooksStore, describe_dsn, listen
+from addon.store.postgres import SCHEMA_VERSION, Database, PostgresHooksStore, listen
 from addon.validation import InvalidInput
 from tests.conftest import demo, proxy_hooks_command, write_container, write_scripts
 from tests.postgres_server import LocalPostgres

@@ -5,27 +5,20 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from addon.database_url import POSTGRESQL_MISSING, describe_dsn, is_database_url
 from addon.event_stores.base import PERIODS, EventStore
 
-POSTGRES_SCHEMES = ("postgresql://", "postgres://")
-
-__all__ = ["PERIODS", "POSTGRES_SCHEMES", "EventStore", "is_postgres_url", "open_event_store"]
-
-
-def is_postgres_url(location: str | Path) -> bool:
-    return isinstance(location, str) and location.startswith(POSTGRES_SCHEMES)
+__all__ = ["PERIODS", "EventStore", "open_event_store"]
 
 
 def open_event_store(location: str | Path) -> EventStore:
     """A PostgreSQL store for a postgresql:// (or postgres://) URL, else a SQLite file there.
     Nothing is opened yet: `create` (the writer) or the first read does."""
-    if is_postgres_url(location):
+    if is_database_url(location):
         try:
             from addon.event_stores.postgres import PostgresEventStore
         except ImportError as exc:
-            raise RuntimeError(
-                f"events in PostgreSQL need psycopg ({exc}); install proxy-hooks[postgresql]"
-            ) from None
+            raise RuntimeError(f"{describe_dsn(str(location))} {POSTGRESQL_MISSING} ({exc})") from None
         return PostgresEventStore(str(location))
     from addon.event_stores.sqlite import SQLiteEventStore
 

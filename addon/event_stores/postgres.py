@@ -22,11 +22,11 @@ import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 from psycopg_pool import ConnectionPool
 
+from addon.database_url import describe_dsn
 from addon.event_stores.sql import COLUMNS, SqlEventReads, rows
 from addon.events import Event
 
@@ -68,18 +68,6 @@ INSERT INTO proxy_hooks_schema (component, version) VALUES ('{COMPONENT}', {SCHE
 """
 
 
-def redacted(dsn: str) -> str:
-    """The DSN without its password (and without query parameters, which may hold one)."""
-    parts = urlsplit(dsn)
-    host = parts.hostname or ""
-    if ":" in host:
-        host = f"[{host}]"
-    netloc = host if parts.port is None else f"{host}:{parts.port}"
-    if parts.username:
-        netloc = f"{parts.username}@{netloc}"
-    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
-
-
 class SchemaTooNew(psycopg.Error):
     """The database holds a newer events schema than this proxy-hooks knows."""
 
@@ -92,7 +80,7 @@ class PostgresEventStore(SqlEventReads):
 
     def __init__(self, dsn: str):
         self.dsn = dsn
-        self._location = redacted(dsn)
+        self._location = describe_dsn(dsn)
         self._pool: ConnectionPool | None = None
         self._pool_lock = threading.Lock()
 

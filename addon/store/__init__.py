@@ -5,6 +5,7 @@
 `from addon.store import HooksStore, Snapshot` reads as it always did.
 """
 
+from addon.database_url import is_database_url
 from addon.store.base import (
     Change,
     ChangeListener,
@@ -16,7 +17,6 @@ from addon.store.base import (
     VersionMismatch,
     document,
     etag_of,
-    is_database_url,
     new_hook_id,
     utc_now,
 )

@@ -9,7 +9,6 @@ and thread-safe, so callers on an event loop run them with `asyncio.to_thread`.
 from __future__ import annotations
 
 import datetime as dt
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,20 +20,10 @@ from addon.model import HooksFile
 from addon.validation import Problem, scripts_root_of
 
 T = TypeVar("T")
-# A hooks_config (or --config) naming a PostgreSQL database rather than files. Known here, without
-# importing psycopg: the PostgreSQL backend is an extra (`proxy-hooks[postgresql]`).
-DATABASE_URL_SCHEMES = ("postgresql://", "postgres://")
-POSTGRESQL_MISSING = (
-    "names a PostgreSQL database, but psycopg is not installed here: pip install 'proxy-hooks[postgresql]'"
-)
 Change = Callable[[HooksFile], tuple[HooksFile, T]]
 # Told (from whichever thread saw it) when a new version takes effect or a new state is
 # rejected: ("reload", version, None) or ("rejected", None, problems).
 ChangeListener = Callable[[str, int | None, list[Problem] | None], None]
-
-
-def is_database_url(config: str | os.PathLike[str]) -> bool:
-    return str(config).startswith(DATABASE_URL_SCHEMES)
 
 
 def new_hook_id() -> str:

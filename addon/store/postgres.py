@@ -33,6 +33,7 @@ import psycopg
 from psycopg.conninfo import conninfo_to_dict
 from psycopg.types.json import Jsonb
 
+from addon.database_url import describe_dsn
 from addon.model import HooksFile
 from addon.store.base import (
     Change,
@@ -87,17 +88,6 @@ MIGRATIONS: tuple[str, ...] = (
     """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
-
-
-def describe_dsn(dsn: str) -> str:
-    """The DSN as messages may show it: who, where and which database, never a password."""
-    try:
-        params = conninfo_to_dict(dsn)
-    except psycopg.Error:
-        return "postgresql://(a DSN that cannot be parsed)"
-    user = f"{params['user']}@" if params.get("user") else ""
-    port = f":{params['port']}" if params.get("port") else ""
-    return f"postgresql://{user}{params.get('host') or 'localhost'}{port}/{params.get('dbname') or ''}"
 
 
 def absolute_scripts_problems(hooks_file: HooksFile, where: Path | None = None) -> list[Problem]:
