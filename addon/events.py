@@ -39,6 +39,7 @@ MAX_NOTE_MESSAGE = 4000
 MAX_NOTE_DATA_BYTES = 16 * 1024
 MAX_LIMIT = 500
 DEFAULT_LIMIT = 100
+DEFAULT_RUNS = 20
 OUTCOMES: tuple[Outcome, ...] = (
     "continued",
     "modified",
@@ -133,17 +134,30 @@ def _aware(value: dt.datetime) -> dt.datetime:
     return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
 
 
-class EventQuery(BaseModel):
-    """The filters of GET …/events (and its stream); `since <= ts < until`."""
+class RunFilters(BaseModel):
+    """The filters on runs that the events list and a hook's run history share (one parser)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
+    outcome: list[Outcome] = Field(default_factory=list)
+    changed: QueryBool | None = Field(
+        None, description="runs whose answer changed the exchange (true) or did not (false)"
+    )
+
+
+class RunsQuery(RunFilters):
+    """The filters of GET …/hooks/{service}/{hookId}/runs: the hook's `last` runs."""
+
+    last: Annotated[int, Field(ge=1, le=MAX_LIMIT)] = DEFAULT_RUNS
+
+
+class EventQuery(RunFilters):
+    """The filters of GET …/events (and its stream); `since <= ts < until`."""
+
     service: str | None = None
     hookId: str | None = None  # the API's spelling
-    outcome: list[Outcome] = Field(default_factory=list)
     kind: list[EventKind] = Field(default_factory=list)
     blocked: QueryBool | None = None
-    changed: QueryBool | None = None  # runs whose answer changed the exchange (or not)
     since: dt.datetime | None = None
     until: dt.datetime | None = None
     limit: Annotated[int, Field(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT

@@ -16,7 +16,7 @@ from addon import edits
 from addon.catalog import CatalogQuery, filter_catalog, resolve_catalog
 from addon.event_recorder import EventRecorder
 from addon.event_store import PERIODS
-from addon.events import MAX_LIMIT, OUTCOMES, Event, EventQuery, NoteCreate, query_bool
+from addon.events import Event, EventQuery, NoteCreate, RunsQuery
 from addon.model import RESERVED_SERVICES
 from addon.store import Snapshot
 from addon.validation import InvalidInput, Problem, check_model, in_order, parse_model
@@ -24,7 +24,7 @@ from control_api import schemas
 from control_api.envelope import ApiError, not_found, ok
 from control_api.hooks_routes import load_container, read_body
 from control_api.keys import ETAG, EVENTS, LIVE_SESSIONS
-from control_api.operations import TAG_DEBUGGING, TAG_EVENTS, Operation, Route, list_query_param
+from control_api.operations import TAG_DEBUGGING, TAG_EVENTS, Operation, Route
 
 T = TypeVar("T")
 M = TypeVar("M", bound=BaseModel)
@@ -37,7 +37,6 @@ _SEQ = re.compile(r"[0-9]{1,18}")
 STREAM_BATCH = 500
 STREAM_POLL_S = 1.0  # without a recorder in this process, streams look for new rows this often
 HEARTBEAT_S = 15.0
-DEFAULT_RUNS = 20
 
 
 def _invalid_query(problems: list[Problem]) -> ApiError:
@@ -112,21 +111,7 @@ async def hook_runs(request: web.Request) -> web.Response:
         refused = edits.reserved(service)
         raise not_found(refused.field, str(refused))
     hook_id = edits.hook_id_of(snapshot.hooks_file, service, request.match_info["hookId"])
-    params, problems = _params(request, {"last", "outcome", "changed"})
-    last = params.get("last", str(DEFAULT_RUNS))
-    if not _SEQ.fullmatch(last) or not 1 <= int(last) <= MAX_LIMIT:
-        problems.append(Problem("last", f"must be an integer 1-{MAX_LIMIT}, got {last!r}"))
-    bad = [o for o in params.get("outcome", []) if o not in OUTCOMES]
-    if bad:
-        problems.append(Problem("outcome", f"must be among {', '.join(OUTCOMES)}, got {', '.join(bad)}"))
-    changed = None
-    if "changed" in params:
-        try:
-            changed = bool(query_bool(params["changed"]))
-        except ValueError as exc:
-            problems.append(Problem("changed", str(exc)))
-    if problems:
-        raise _invalid_query(in_order(problems))
+    query = query_of(request, RunsQuery)
     events = events_of(request)
     runs = await read_store(
         events,
@@ -134,9 +119,9 @@ async def hook_runs(request: web.Request) -> web.Response:
         snapshot.container,
         service,
         hook_id,
-        int(last),
-        params.get("outcome", []),
-        changed,
+        query.last,
+        query.outcome,
+        query.changed,
     )
     data = {"service": service, "hookId": hook_id, "runs": [r.model_dump(mode="json") for r in runs]}
     return ok("Hook runs listed successfully", data)
@@ -294,14 +279,7 @@ ROUTES = (
     )),
     Route("GET", BASE + "/hooks/{service}/{hookId}/runs", hook_runs, Operation(
         "listContainerProxyHookRuns", TAG_EVENTS, "One hook's run history (also after it was deleted)",
-        schemas.HookRuns, "Hook runs listed successfully", errors=(404, 422, 503),
-        extra_params=(
-            {"name": "last", "in": "query",
-             "schema": {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT}},
-            list_query_param("outcome", {"enum": list(OUTCOMES)}),
-            {"name": "changed", "in": "query", "schema": {"type": "boolean"},
-             "description": "runs whose answer changed the exchange (true) or did not (false)"},
-        ),
+        schemas.HookRuns, "Hook runs listed successfully", query=RunsQuery, errors=(404, 422, 503),
     )),
     Route("GET", BASE + "/catalog", catalog, Operation(
         "getContainerProxyCatalog", TAG_DEBUGGING, "What will really run, per service, in evaluation order",
