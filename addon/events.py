@@ -27,7 +27,7 @@ from pydantic import (
 from addon.capture import Exchange
 from addon.changes import RunChanges
 from addon.engine import HookRun
-from addon.model import HookId, Name
+from addon.model import HookRef, Name
 from addon.protocol import Outcome
 from addon.store import new_hook_id as new_ulid
 
@@ -199,7 +199,9 @@ class NoteCreate(BaseModel):
 
     message: Annotated[str, StringConstraints(min_length=1, max_length=MAX_NOTE_MESSAGE)]
     service: Name | None = Field(None, description="a service of the container the note is about")
-    hookId: HookId | None = Field(None, description="a hook the note is about (its service is found)")
+    hookId: HookRef | None = Field(
+        None, description="a hook the note is about, by id or name (its service is found; both are kept)"
+    )
     data: Annotated[dict[str, Any], AfterValidator(_small_json)] | None = Field(
         None, description=f"any JSON object, at most {MAX_NOTE_DATA_BYTES} bytes as compact JSON"
     )

@@ -17,7 +17,7 @@ from addon.catalog import CatalogQuery, filter_catalog, resolve_catalog
 from addon.event_recorder import EventRecorder
 from addon.event_store import PERIODS
 from addon.events import Event, EventQuery, NoteCreate, RunsQuery
-from addon.model import RESERVED_SERVICES
+from addon.model import RESERVED_SERVICES, Hook
 from addon.store import Snapshot
 from addon.validation import InvalidInput, Problem, check_model, in_order, parse_model
 from control_api import schemas
@@ -217,19 +217,25 @@ def _invalid_note(problems: list[Problem]) -> ApiError:
     return ApiError(422, "Invalid event", "VALIDATION_ERROR", problems)
 
 
-def note_subject(snapshot: Snapshot, note: NoteCreate) -> tuple[str | None, str | None]:
+def note_subject(snapshot: Snapshot, note: NoteCreate) -> tuple[str | None, Hook | None]:
     """The service and hook a note is about. Both must exist now (what the catalog can show); a
-    hook's service is found when the note names the hook only."""
+    hook's service is found when the note names the hook only, by id or name."""
     hooks_file = snapshot.hooks_file
     if note.service is not None and note.service not in hooks_file.services:
         raise _invalid_note([_unknown_service(snapshot, note.service)])
     if note.hookId is None:
         return note.service, None
-    for service in [note.service] if note.service is not None else list(hooks_file.services):
-        if any(hook.id == note.hookId for hook in hooks_file.hooks.get(service, [])):
-            return service, note.hookId
+    for service in [note.service] if note.service is not None else edits.hookable_services(hooks_file):
+        try:
+            return service, edits.find_hook(hooks_file, service, note.hookId)[1]
+        except edits.NotFound:
+            continue
     where = f"service {note.service!r}" if note.service is not None else f"container {snapshot.container!r}"
-    raise _invalid_note([Problem("hookId", f"no hook {note.hookId!r} in {where}")])
+    reason = (
+        f"no hook {note.hookId!r} in {where}, by id or name; GET "
+        f"/api/v1/containers/{snapshot.container}/proxy/hooks lists them"
+    )
+    raise _invalid_note([Problem("hookId", reason)])
 
 
 async def add_note(request: web.Request) -> web.Response:
@@ -241,12 +247,13 @@ async def add_note(request: web.Request) -> web.Response:
         note = parse_model(NoteCreate, raw)
     except InvalidInput as exc:
         raise _invalid_note(exc.problems) from None
-    service, hook_id = note_subject(snapshot, note)
+    service, hook = note_subject(snapshot, note)
     event = Event(
         kind="note",
         container=snapshot.container,
         service=service,
-        hook_id=hook_id,
+        hook_id=hook.id if hook else None,
+        hook_name=hook.name if hook else None,
         message=note.message,
         data=note.data,
     )
