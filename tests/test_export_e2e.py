@@ -21,8 +21,8 @@ import pytest
 from addon.model import HookReplace, HooksFile, HookSpec
 from addon.versions import content
 from tests.conftest import proxy_hooks_command
-from tests.harness import Mitmdump, Upstream, container_doc, hook, write_json
-from tests.proxy_fixtures import api, upstream  # noqa: F401 - fixtures (with this module's proxy)
+from tests.harness import Mitmdump, Upstream, hook, write_json
+from tests.proxy_fixtures import api, home_with, upstream  # noqa: F401 - fixtures (with this module's proxy)
 
 SCRIPTS = Path(__file__).parent / "scripts"
 SECRET = "sk-export-5e1f-never-shown"
@@ -35,10 +35,7 @@ DOCUMENT = "/api/v1/containers/e2e"
 
 @pytest.fixture(scope="module")
 def home(tmp_path_factory: pytest.TempPathFactory, upstream: Upstream) -> Path:
-    folder = tmp_path_factory.mktemp("export")
-    shutil.copytree(SCRIPTS, folder / "scripts")
-    write_json(folder / "e2e.json", container_doc(upstream, environments=ENVIRONMENTS))
-    return folder
+    return home_with(tmp_path_factory, upstream, "export", environments=ENVIRONMENTS)
 
 
 @pytest.fixture(scope="module")
