@@ -7,7 +7,9 @@ no-ops (removing a header that was not there). A block or a failure is told by t
 `outcome` and `status`; `changes` is about what the answer itself edited or answered.
 
 Computed after the answer was applied, from the message as it was and as it is (`MessageShape`
-captures what is compared), so it says what happened rather than what was asked.
+captures what is compared), so it says what happened rather than what was asked. A run that
+fails after that keeps only the changes that still reached the upstream or the client
+(`addon.enforcer._changes_that_stand`).
 """
 
 from __future__ import annotations

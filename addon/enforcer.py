@@ -34,6 +34,7 @@ from addon import metrics
 from addon.admission import Refused, admit, check_headers
 from addon.capture import DEFAULT_BODY_MAX
 from addon.catalog import deployment_problems
+from addon.changes import RunChanges
 from addon.containers import ConfigError, Containers
 from addon.engine import Execution, HookRun, Verdict, run_hook
 from addon.event_location import default_events_path
@@ -561,6 +562,7 @@ class ProxyHooks:
         try:
             run = attempt.run or self._new_run(flow, match, attempt.phase)
             run.outcome, run.error, run.reason = "failed", reason, None
+            run.changes = _changes_that_stand(attempt, run, closed)
             if closed:
                 flow.response = failure_response(run)
             else:
@@ -912,6 +914,21 @@ class ClosedTunnel(layer.Layer):
         if self.context.server.connected:
             yield commands.CloseConnection(self.context.server)
         yield commands.CloseConnection(self.context.client)
+
+
+def _changes_that_stand(attempt: _Attempt, run: HookRun, closed: bool) -> RunChanges | None:
+    """What a failed run's answer really did to the exchange, for its event's `changes`.
+
+    A request-phase run whose request went upstream before the failure (it failed while being
+    recorded, in the response phase) changed that request: its changes stand, whatever the
+    client gets next. Otherwise a closed hook answers the failure itself (502/504): nothing
+    the answer set or answered reaches anyone. An open hook's verdict stands only when it was
+    applied in full (only recording failed); else the flow goes on as it came (`restore`)."""
+    if run.phase != attempt.phase:
+        return run.changes
+    if closed or not attempt.applied:
+        return None
+    return run.changes
 
 
 def _stamp(flow: http.HTTPFlow, run: HookRun) -> None:

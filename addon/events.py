@@ -29,7 +29,7 @@ from pydantic import (
 from addon.capture import Exchange
 from addon.changes import RunChanges
 from addon.engine import HookRun
-from addon.model import HookId, Name
+from addon.model import HookRef, Name
 from addon.protocol import Outcome
 from addon.store import new_hook_id as new_ulid
 
@@ -41,6 +41,7 @@ MAX_NOTE_MESSAGE = 4000
 MAX_NOTE_DATA_BYTES = 16 * 1024
 MAX_LIMIT = 500
 DEFAULT_LIMIT = 100
+DEFAULT_RUNS = 20
 OUTCOMES: tuple[Outcome, ...] = (
     "continued",
     "modified",
@@ -142,18 +143,31 @@ def _aware(value: dt.datetime) -> dt.datetime:
     return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
 
 
-class EventQuery(BaseModel):
-    """The filters of GET …/events (and its stream); `since <= ts < until`."""
+class RunFilters(BaseModel):
+    """The filters on runs that the events list and a hook's run history share (one parser)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
+
+    outcome: list[Outcome] = Field(default_factory=list)
+    changed: QueryBool | None = Field(
+        None, description="runs whose answer changed the exchange (true) or did not (false)"
+    )
+
+
+class RunsQuery(RunFilters):
+    """The filters of GET …/hooks/{service}/{hookId}/runs: the hook's `last` runs."""
+
+    last: Annotated[int, Field(ge=1, le=MAX_LIMIT)] = DEFAULT_RUNS
+
+
+class EventQuery(RunFilters):
+    """The filters of GET …/events (and its stream); `since <= ts < until`."""
 
     service: str | None = None
     hookId: str | None = None  # the API's spelling
     instance: str | None = None  # the events one proxy recorded (its hooks_instance)
-    outcome: list[Outcome] = Field(default_factory=list)
     kind: list[EventKind] = Field(default_factory=list)
     blocked: QueryBool | None = None
-    changed: QueryBool | None = None  # runs whose answer changed the exchange (or not)
     since: dt.datetime | None = None
     until: dt.datetime | None = None
     limit: Annotated[int, Field(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT
@@ -195,7 +209,9 @@ class NoteCreate(BaseModel):
 
     message: Annotated[str, StringConstraints(min_length=1, max_length=MAX_NOTE_MESSAGE)]
     service: Name | None = Field(None, description="a service of the container the note is about")
-    hookId: HookId | None = Field(None, description="a hook the note is about (its service is found)")
+    hookId: HookRef | None = Field(
+        None, description="a hook the note is about, by id or name (its service is found; both are kept)"
+    )
     data: Annotated[dict[str, Any], AfterValidator(_small_json)] | None = Field(
         None, description=f"any JSON object, at most {MAX_NOTE_DATA_BYTES} bytes as compact JSON"
     )

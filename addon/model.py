@@ -88,6 +88,19 @@ def _hook_name(value: str) -> str:
 HookName = Annotated[str, AfterValidator(_hook_name)]
 
 
+def _hook_ref(value: str) -> str:
+    if HOOK_ID_RE.match(value):
+        return value
+    try:
+        return _hook_name(value)
+    except ValueError as exc:
+        raise ValueError(f"must be a hook's id (a 26-character ULID) or its name, which {exc}") from None
+
+
+# A hook named in a body by its id or its name, as the API takes wherever it looks a hook up.
+HookRef = Annotated[str, AfterValidator(_hook_ref)]
+
+
 def _one_method(value: object) -> str:
     if not isinstance(value, str) or value.upper() not in (ANY_METHOD, *METHODS):
         raise ValueError(f"must be '*' or one of {', '.join(METHODS)}, got {value!r}")

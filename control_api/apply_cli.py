@@ -5,7 +5,9 @@ applied from CI through the control API.
 fields, moved, removed), prints the diff and, unless `--dry-run`, writes them with one
 `PUT …/proxy/hooks` carrying the If-Match of the version it diffed against. If the server moved on
 meanwhile (412) nothing is written and it prints what changed underneath. `export` writes the
-server's hooks back as such a file.
+whole container back as a hooks file (`GET /api/v1/containers/{id}`: services, groups,
+environments with their `from_env` references, hooks), one `proxy-hooks check` accepts and a
+proxy loads to enforce the same.
 """
 
 from __future__ import annotations
@@ -24,12 +26,14 @@ from pydantic import ValidationError
 
 from addon.model import HookReplace
 from addon.versions import content
-from control_api.client import ApiError, ProxyHooksClient
+from control_api.client import ApiError, ProxyHooksClient, ServiceHooksMap
 
-Hooks = dict[str, list[dict[str, Any]]]
+Hooks = ServiceHooksMap
 # What the server sets: an exported file leaves out what it can recompute (position) and keeps
 # what identifies the hook (id), so applying it back changes nothing.
 _NOT_EXPORTED = ("position",)
+# The hooks file's fields, in the order the file is written; `etag` is the API's, not the file's.
+_FILE_FIELDS = ("container", "file_version", "scripts_dir", "services", "groups", "environments", "hooks")
 
 
 def add_commands(commands: Any, token_env: str) -> None:
@@ -134,11 +138,6 @@ def _token(args: argparse.Namespace, token_env: str) -> str | None:
     return args.token or os.environ.get(token_env) or None
 
 
-async def _read(api: ProxyHooksClient, container: str) -> tuple[Hooks, str]:
-    data, etag = await api._request("GET", api._hooks(container))
-    return dict(data["hooks"]), str(etag)
-
-
 async def _apply(args: argparse.Namespace, token: str | None) -> int:
     try:
         document = json.loads(args.file.read_text())
@@ -156,7 +155,7 @@ async def _apply(args: argparse.Namespace, token: str | None) -> int:
         return 2
     async with ProxyHooksClient(args.api, token) as api:
         try:
-            current, etag = await _read(api, container)
+            current, etag = await api.container_hooks(container)
             steps = plan(current, wanted, args.prune)
             print(f"container {container} at {etag}:")
             print("\n".join(steps.lines))
@@ -164,13 +163,11 @@ async def _apply(args: argparse.Namespace, token: str | None) -> int:
                 print("dry run: nothing written" if args.dry_run else "nothing to apply")
                 return 0
             try:
-                _, new_etag = await api._request(
-                    "PUT", api._hooks(container), {"hooks": steps.body, "prune": args.prune}, etag
-                )
+                _, new_etag = await api.apply_hooks(container, steps.body, args.prune, etag)
             except ApiError as exc:
                 if exc.status != 412:
                     raise
-                moved, moved_etag = await _read(api, container)
+                moved, moved_etag = await api.container_hooks(container)
                 print(
                     f"proxy-hooks apply: container {container} changed underneath ({etag} → {moved_etag}); "
                     "nothing written. What changed since the diff above:",
@@ -185,13 +182,22 @@ async def _apply(args: argparse.Namespace, token: str | None) -> int:
             return 1
 
 
+def hooks_file_of(document: dict[str, Any]) -> dict[str, Any]:
+    """The container's document as the API shows it, as a hooks file: the file's fields in the
+    file's order, hooks without what the server recomputes."""
+    hooks = {
+        service: [{k: v for k, v in hook.items() if k not in _NOT_EXPORTED} for hook in listed]
+        for service, listed in document["hooks"].items()
+    }
+    return {field: document[field] for field in _FILE_FIELDS if field in document} | {"hooks": hooks}
+
+
 async def _export(args: argparse.Namespace, token: str | None) -> int:
     async with ProxyHooksClient(args.api, token) as api:
         try:
             container = args.container
             if container is None:
-                listed, _ = await api._request("GET", "/api/v1/containers")
-                ids = [c["id"] for c in listed["containers"]]
+                ids = await api.list_containers()
                 if len(ids) != 1:
                     print(
                         f"proxy-hooks export: pick one with --container (served: {', '.join(ids)})",
@@ -199,17 +205,11 @@ async def _export(args: argparse.Namespace, token: str | None) -> int:
                     )
                     return 2
                 container = ids[0]
-            data, etag = await api._request("GET", api._hooks(container))
+            document, etag = await api.get_container(container)
         except (ApiError, aiohttp.ClientError, OSError) as exc:
             print(f"proxy-hooks export: {exc}", file=sys.stderr)
             return 1
-    hooks = {
-        service: [{k: v for k, v in hook.items() if k not in _NOT_EXPORTED} for hook in service_hooks]
-        for service, service_hooks in data["hooks"].items()
-    }
-    text = json.dumps(
-        {"container": container, "file_version": data["file_version"], "hooks": hooks}, indent=2
-    )
+    text = json.dumps(hooks_file_of(document), indent=2)
     if args.output is None:
         print(text)
     else:

@@ -1,6 +1,8 @@
-"""Whole-container writes under `/api/v1/containers/{id}/proxy/hooks`: apply (PUT, every listed
-service's list at once) and bulk upsert (PATCH, seed 002's). Each is one versioned write with
-If-Match, checked like every write (404 → 428 → 412 → 422, every problem at once)."""
+"""The whole container at once: its document (`GET /api/v1/containers/{id}`, what `proxy-hooks
+export` writes back as a hooks file), and the writes under `/api/v1/containers/{id}/proxy/hooks`:
+apply (PUT, every listed service's list at once) and bulk upsert (PATCH, seed 002's). Each write
+is one versioned write with If-Match, checked like every write (404 → 428 → 412 → 422, every
+problem at once)."""
 
 from __future__ import annotations
 
@@ -13,12 +15,13 @@ from aiohttp import web
 
 from addon import edits
 from addon.model import BulkUpsert, ContainerApply
-from addon.store import utc_now
+from addon.store import document, utc_now
 from addon.validation import HookRefs, Problem, check_model, duplicate_ids, in_order
 from control_api import schemas
 from control_api.envelope import ApiError, ok
 from control_api.hooks_routes import (
     BASE,
+    CONTAINER,
     _commit,
     _json_body,
     _name_problems,
@@ -31,6 +34,22 @@ from control_api.hooks_routes import (
 )
 from control_api.operations import TAG_PROXY_HOOKS, WRITE_ERRORS, Operation, Route
 from control_api.preconditions import expected_version
+
+
+async def get_container(request: web.Request) -> web.Response:
+    """The container's hooks file as a document: services, groups and environments as the file
+    has them (`from_env` as the reference the file holds, never the value), hooks as the
+    listings show them."""
+    _, snapshot = await load_container(request)
+    hooks_file = snapshot.hooks_file
+    written = document(hooks_file)
+    shown = {field: written.get(field, {}) for field in ("services", "groups", "environments")}
+    hooks = {
+        service: [hook_view(i, h) for i, h in enumerate(listed)]
+        for service, listed in hooks_file.hooks.items()
+    }
+    data = {"container": hooks_file.container, "scripts_dir": hooks_file.scripts_dir, **shown, "hooks": hooks}
+    return ok("Container retrieved successfully", _versioned(snapshot, **data))
 
 
 async def _begin(request: web.Request) -> _Write:
@@ -141,6 +160,11 @@ async def upsert_hooks(request: web.Request) -> web.Response:
 
 
 ROUTES = (
+    Route("GET", CONTAINER, get_container, Operation(
+        "getContainer", TAG_PROXY_HOOKS,
+        "Get the whole container as its hooks file holds it (services, groups, environments, hooks)",
+        schemas.ContainerDocument, "Container retrieved successfully",
+    )),
     Route("PUT", BASE, apply_container, Operation(
         "applyContainerProxyHooks", TAG_PROXY_HOOKS, "Apply every listed service's hooks in one write",
         schemas.Applied, "Container hooks applied", body=ContainerApply,

@@ -18,6 +18,8 @@ from typing import Any
 import aiohttp
 
 Hook = dict[str, Any]
+# A container's hooks by service, in evaluation order.
+ServiceHooksMap = dict[str, list[Hook]]
 
 
 class ApiError(Exception):
@@ -87,9 +89,27 @@ class ProxyHooksClient:
 
     # --- reads ---
 
-    async def list_hooks(self, container: str) -> dict[str, list[Hook]]:
-        data, _ = await self._request("GET", self._hooks(container))
-        return dict(data["hooks"])
+    async def list_containers(self) -> list[str]:
+        """The ids of the containers the API serves."""
+        data, _ = await self._request("GET", "/api/v1/containers")
+        return [str(container["id"]) for container in data["containers"]]
+
+    async def get_container(self, container: str) -> tuple[dict[str, Any], str]:
+        """The whole container as its hooks file holds it (`GET /api/v1/containers/{id}`:
+        container, file_version, scripts_dir, services, groups, environments with `from_env`
+        references, hooks as listed), and the ETag it was read at."""
+        data, etag = await self._request("GET", f"/api/v1/containers/{container}")
+        assert etag is not None
+        return dict(data), etag
+
+    async def list_hooks(self, container: str) -> ServiceHooksMap:
+        return (await self.container_hooks(container))[0]
+
+    async def container_hooks(self, container: str) -> tuple[ServiceHooksMap, str]:
+        """Every service's hooks in evaluation order, and the ETag they were read at."""
+        data, etag = await self._request("GET", self._hooks(container))
+        assert etag is not None
+        return dict(data["hooks"]), etag
 
     async def service_hooks(self, container: str, service: str) -> tuple[list[Hook], str]:
         """The service's hooks in evaluation order, and the ETag they were read at."""
@@ -147,6 +167,32 @@ class ProxyHooksClient:
             "PUT", self._hooks(container, service), {"hooks": hooks}, etag or await self._etag(container)
         )
         return list(data["hooks"])
+
+    async def apply_hooks(
+        self, container: str, hooks: ServiceHooksMap, prune: bool = False, etag: str | None = None
+    ) -> tuple[dict[str, Any], str]:
+        """Replace each listed service's hooks in one write (`PUT …/proxy/hooks`; with `prune`,
+        the services left out end with none). The answer's `data` (per service: added, updated,
+        removed, unchanged; the hooks as written) and the new ETag. A stale `etag` is a 412
+        ApiError and writes nothing."""
+        data, new_etag = await self._request(
+            "PUT",
+            self._hooks(container),
+            {"hooks": hooks, "prune": prune},
+            etag or await self._etag(container),
+        )
+        assert new_etag is not None
+        return dict(data), new_etag
+
+    async def upsert_hooks(
+        self, container: str, items: list[dict[str, Any]], etag: str | None = None
+    ) -> dict[str, Any]:
+        """Seed 002's bulk upsert (`PATCH …/proxy/hooks`): each item `{"service", "hook"}`
+        matched by the hook's id, else its name; all or none. `success`, `failed`, `results`."""
+        data, _ = await self._request(
+            "PATCH", self._hooks(container), {"items": items}, etag or await self._etag(container)
+        )
+        return dict(data)
 
     async def update_hooks(
         self,

@@ -15,7 +15,7 @@ from addon.matching import CompiledContainer
 from addon.validation import InvalidInput, parse_model
 from control_api import schemas
 from control_api.envelope import ApiError, ok
-from control_api.hooks_routes import find_hook, load_container, read_body
+from control_api.hooks_routes import CONTAINER, find_hook, load_container, read_body
 from control_api.keys import ALLOW_INLINE, CONTAINERS, ENCODED_SLASHES, EVENTS, EXECUTION
 from control_api.operations import TAG_DEBUGGING, TAG_SERVER, Operation, Route
 
@@ -91,7 +91,6 @@ async def test_hook(request: web.Request) -> web.Response:
     return ok("Hook tested", result)
 
 
-CONTAINER = "/api/v1/containers/{id}"
 ROUTES = (
     Route("GET", "/api/v1/containers", list_containers, Operation(
         "listContainers", TAG_SERVER, "List the containers served",

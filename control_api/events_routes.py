@@ -15,15 +15,15 @@ from addon import edits
 from addon.catalog import CatalogQuery, filter_catalog, resolve_catalog
 from addon.event_recorder import EventRecorder
 from addon.event_stores import PERIODS
-from addon.events import MAX_LIMIT, OUTCOMES, Event, EventQuery, NoteCreate, query_bool
-from addon.model import RESERVED_SERVICES
+from addon.events import Event, EventQuery, NoteCreate, RunsQuery
+from addon.model import RESERVED_SERVICES, Hook
 from addon.store import Snapshot
 from addon.validation import InvalidInput, Problem, check_model, in_order, parse_model
 from control_api import schemas
 from control_api.envelope import ApiError, not_found, ok
 from control_api.hooks_routes import load_container, read_body
 from control_api.keys import ETAG, EVENTS, LIVE_SESSIONS
-from control_api.operations import TAG_DEBUGGING, TAG_EVENTS, Operation, Route, list_query_param
+from control_api.operations import TAG_DEBUGGING, TAG_EVENTS, Operation, Route
 
 T = TypeVar("T")
 M = TypeVar("M", bound=BaseModel)
@@ -36,7 +36,6 @@ _SEQ = re.compile(r"[0-9]{1,18}")
 STREAM_BATCH = 500
 STREAM_POLL_S = 1.0  # without a recorder in this process, streams look for new rows this often
 HEARTBEAT_S = 15.0
-DEFAULT_RUNS = 20
 
 
 def _invalid_query(problems: list[Problem]) -> ApiError:
@@ -112,21 +111,7 @@ async def hook_runs(request: web.Request) -> web.Response:
         refused = edits.reserved(service)
         raise not_found(refused.field, str(refused))
     hook_id = edits.hook_id_of(snapshot.hooks_file, service, request.match_info["hookId"])
-    params, problems = _params(request, {"last", "outcome", "changed"})
-    last = params.get("last", str(DEFAULT_RUNS))
-    if not _SEQ.fullmatch(last) or not 1 <= int(last) <= MAX_LIMIT:
-        problems.append(Problem("last", f"must be an integer 1-{MAX_LIMIT}, got {last!r}"))
-    bad = [o for o in params.get("outcome", []) if o not in OUTCOMES]
-    if bad:
-        problems.append(Problem("outcome", f"must be among {', '.join(OUTCOMES)}, got {', '.join(bad)}"))
-    changed = None
-    if "changed" in params:
-        try:
-            changed = bool(query_bool(params["changed"]))
-        except ValueError as exc:
-            problems.append(Problem("changed", str(exc)))
-    if problems:
-        raise _invalid_query(in_order(problems))
+    query = query_of(request, RunsQuery)
     events = events_of(request)
     runs = await read_store(
         events,
@@ -134,9 +119,9 @@ async def hook_runs(request: web.Request) -> web.Response:
         snapshot.container,
         service,
         hook_id,
-        int(last),
-        params.get("outcome", []),
-        changed,
+        query.last,
+        query.outcome,
+        query.changed,
     )
     data = {"service": service, "hookId": hook_id, "runs": [r.model_dump(mode="json") for r in runs]}
     return ok("Hook runs listed successfully", data)
@@ -234,19 +219,25 @@ def _invalid_note(problems: list[Problem]) -> ApiError:
     return ApiError(422, "Invalid event", "VALIDATION_ERROR", problems)
 
 
-def note_subject(snapshot: Snapshot, note: NoteCreate) -> tuple[str | None, str | None]:
+def note_subject(snapshot: Snapshot, note: NoteCreate) -> tuple[str | None, Hook | None]:
     """The service and hook a note is about. Both must exist now (what the catalog can show); a
-    hook's service is found when the note names the hook only."""
+    hook's service is found when the note names the hook only, by id or name."""
     hooks_file = snapshot.hooks_file
     if note.service is not None and note.service not in hooks_file.services:
         raise _invalid_note([_unknown_service(snapshot, note.service)])
     if note.hookId is None:
         return note.service, None
-    for service in [note.service] if note.service is not None else list(hooks_file.services):
-        if any(hook.id == note.hookId for hook in hooks_file.hooks.get(service, [])):
-            return service, note.hookId
+    for service in [note.service] if note.service is not None else edits.hookable_services(hooks_file):
+        try:
+            return service, edits.find_hook(hooks_file, service, note.hookId)[1]
+        except edits.NotFound:
+            continue
     where = f"service {note.service!r}" if note.service is not None else f"container {snapshot.container!r}"
-    raise _invalid_note([Problem("hookId", f"no hook {note.hookId!r} in {where}")])
+    reason = (
+        f"no hook {note.hookId!r} in {where}, by id or name; GET "
+        f"/api/v1/containers/{snapshot.container}/proxy/hooks lists them"
+    )
+    raise _invalid_note([Problem("hookId", reason)])
 
 
 async def add_note(request: web.Request) -> web.Response:
@@ -258,12 +249,13 @@ async def add_note(request: web.Request) -> web.Response:
         note = parse_model(NoteCreate, raw)
     except InvalidInput as exc:
         raise _invalid_note(exc.problems) from None
-    service, hook_id = note_subject(snapshot, note)
+    service, hook = note_subject(snapshot, note)
     event = Event(
         kind="note",
         container=snapshot.container,
         service=service,
-        hook_id=hook_id,
+        hook_id=hook.id if hook else None,
+        hook_name=hook.name if hook else None,
         message=note.message,
         data=note.data,
         instance=events.instance,
@@ -297,14 +289,7 @@ ROUTES = (
     )),
     Route("GET", BASE + "/hooks/{service}/{hookId}/runs", hook_runs, Operation(
         "listContainerProxyHookRuns", TAG_EVENTS, "One hook's run history (also after it was deleted)",
-        schemas.HookRuns, "Hook runs listed successfully", errors=(404, 422, 503),
-        extra_params=(
-            {"name": "last", "in": "query",
-             "schema": {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT}},
-            list_query_param("outcome", {"enum": list(OUTCOMES)}),
-            {"name": "changed", "in": "query", "schema": {"type": "boolean"},
-             "description": "runs whose answer changed the exchange (true) or did not (false)"},
-        ),
+        schemas.HookRuns, "Hook runs listed successfully", query=RunsQuery, errors=(404, 422, 503),
     )),
     Route("GET", BASE + "/catalog", catalog, Operation(
         "getContainerProxyCatalog", TAG_DEBUGGING, "What will really run, per service, in evaluation order",

@@ -50,7 +50,8 @@ from control_api.preconditions import expected_version, precondition_failed
 M = TypeVar("M", bound=BaseModel)
 T = TypeVar("T")
 
-BASE = "/api/v1/containers/{id}/proxy/hooks"
+CONTAINER = "/api/v1/containers/{id}"
+BASE = CONTAINER + "/proxy/hooks"
 
 
 def hook_view(position: int, hook: Hook) -> dict[str, Any]:

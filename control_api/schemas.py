@@ -10,7 +10,7 @@ from pydantic import BaseModel, Field
 
 from addon.capture import Exchange
 from addon.events import Event
-from addon.model import HookSpec, Timestamp
+from addon.model import Environment, Group, HookSpec, Service, Timestamp
 
 
 class Detail(BaseModel):
@@ -50,6 +50,21 @@ class Versioned(BaseModel):
 
 class ContainerHooks(Versioned):
     hooks: dict[str, list[HookView]] = Field(description="by service; services without hooks as []")
+
+
+class ContainerDocument(Versioned):
+    """The whole container as its hooks file holds it, so it can be written back as one (what
+    `proxy-hooks export` does). `from_env` variables are the references the file holds,
+    `{"from_env": "NAME"}`: the value read from the proxy's environment is never shown."""
+
+    container: str
+    scripts_dir: str = Field(description="where script paths resolve, relative to the hooks file")
+    services: dict[str, Service]
+    groups: dict[str, Group]
+    environments: dict[str, Environment] = Field(
+        description='variables by environment: literals, and {"from_env": NAME} references as written'
+    )
+    hooks: dict[str, list[HookView]] = Field(description="by service, as the file lists them")
 
 
 class ServiceHooks(Versioned):

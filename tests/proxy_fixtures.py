@@ -10,6 +10,7 @@ from __future__ import annotations
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -26,14 +27,23 @@ def upstream() -> Iterator[Upstream]:
     server.stop()
 
 
+def home_with(
+    tmp_path_factory: pytest.TempPathFactory, upstream: Upstream, label: str, **changes: Any
+) -> Path:
+    """A module's own folder: the test scripts, and the e2e container (`container_doc` with
+    `changes`) as e2e.json."""
+    folder = tmp_path_factory.mktemp(label)
+    shutil.copytree(SCRIPTS, folder / "scripts")
+    write_json(folder / "e2e.json", container_doc(upstream, **changes))
+    return folder
+
+
 @pytest.fixture(scope="module")
 def home(tmp_path_factory: pytest.TempPathFactory, upstream: Upstream) -> Path:
-    folder = tmp_path_factory.mktemp("proxy")
-    shutil.copytree(SCRIPTS, folder / "scripts")
+    folder = home_with(tmp_path_factory, upstream, "proxy")
     # No known extension: executed directly, through its shebang.
     executable = shutil.copy(folder / "scripts" / "act.sh", folder / "scripts" / "act-exec")
     Path(executable).chmod(0o755)
-    write_json(folder / "e2e.json", container_doc(upstream))
     return folder
 
 

@@ -22,7 +22,7 @@ import pytest
 from addon.scripts import SAFE_PATH
 from tests.conftest import proxy_hooks_command
 from tests.harness import Mitmdump, Upstream, container_doc, hook, set_hooks, wait_for, write_json
-from tests.proxy_fixtures import api, upstream  # noqa: F401 - fixtures (with this module's proxy)
+from tests.proxy_fixtures import api, home_with, upstream  # noqa: F401 - fixtures (with this module's proxy)
 
 SCRIPTS = Path(__file__).parent / "scripts"
 SECRET = "sk-live-7d3f-not-for-your-eyes"
@@ -40,10 +40,7 @@ needs_node = pytest.mark.skipif(shutil.which("node") is None, reason="node is no
 
 @pytest.fixture(scope="module")
 def home(tmp_path_factory: pytest.TempPathFactory, upstream: Upstream) -> Path:
-    folder = tmp_path_factory.mktemp("environments")
-    shutil.copytree(SCRIPTS, folder / "scripts")
-    write_json(folder / "e2e.json", container_doc(upstream, environments=ENVIRONMENTS))
-    return folder
+    return home_with(tmp_path_factory, upstream, "environments", environments=ENVIRONMENTS)
 
 
 @pytest.fixture(scope="module")

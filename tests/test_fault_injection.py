@@ -140,3 +140,46 @@ def test_the_proxy_serves_on_after_the_faults(proxy: Mitmdump, upstream: Upstrea
         assert http.get(f"http://app.test/closed/{mark}", headers={"x-act": "block"}).status_code == 403
         assert http.get(f"http://app.test/open/{mark}").status_code == 200
     assert proxy.proc.poll() is None
+
+
+@pytest.mark.parametrize("stage", AFTER_APPLY)
+@pytest.mark.parametrize(
+    ("mode", "act", "phase", "client_status", "changed"),
+    [
+        # Closed: the failure answers 502 in place of what the hook answered or edited.
+        ("closed", "respond", "request", 502, None),
+        ("closed", "edit-response", "response", 502, None),
+        # The modified request reached the upstream before recording it failed: that stands.
+        ("closed", "modify", "request", 502, "request"),
+        # Open, verdict applied in full (only recording failed): the exchange is as it made it.
+        ("open", "respond", "request", 418, "response"),
+        ("open", "edit-response", "response", 299, "response"),
+        ("open", "modify", "request", 200, "request"),
+    ],
+)
+def test_a_failed_runs_changes_say_what_really_happened_to_the_exchange(
+    proxy: Mitmdump,
+    upstream: Upstream,
+    stage: str,
+    mode: str,
+    act: str,
+    phase: str,
+    client_status: int,
+    changed: str | None,
+) -> None:
+    """A run that failed after its answer was applied carries `changes` only for what still
+    reached the upstream or the client; a closed hook's 502 replaces what it answered."""
+    response, mark = send(proxy, mode, stage, phase, act)
+    assert response.status_code == client_status, response.text
+    event = failed_event(proxy, mark)
+    assert event["status"] == client_status
+    if changed is None:
+        assert event["changes"] is None
+    else:
+        assert set(k for k, v in event["changes"].items() if v) == {changed}
+    if act == "modify":  # what the upstream saw is what `changes` says
+        [seen] = upstream.seen(mark)
+        assert seen["method"] == "PUT" and event["changes"]["request"]["method"] == {
+            "before": "GET",
+            "after": "PUT",
+        }

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 import socket
 import stat
 from collections.abc import Callable, Iterator
@@ -64,6 +65,7 @@ class Target:
             ("GET", "/healthz", None),
             ("GET", "/api/v1/openapi.json", None),
             ("GET", "/api/v1/containers", None),
+            ("GET", c, None),
             ("GET", h, None),
             ("PUT", h, {"hooks": {"auth": []}}),
             ("PATCH", h, {"items": [{"service": "auth", "hook": self.hook_body}]}),
@@ -138,7 +140,7 @@ def test_the_routes_here_are_every_route_of_the_api(standalone: Target) -> None:
     generic = {
         (
             m,
-            p.replace("/demo/", "/{id}/")
+            re.sub(r"/demo(?=/|$)", "/{id}", p)
             .replace("/auth", "/{service}")
             .replace(SEED_ID, "{hookId}")
             .replace("/ui/index.html", "/ui/{asset}")

@@ -139,8 +139,9 @@ def _big(size: int) -> dict[str, Any]:
         ({"message": "m", "data": _big(MAX_NOTE_DATA_BYTES + 1)}, "data", f"got {MAX_NOTE_DATA_BYTES + 1}"),
         ({"message": "m", "service": "nope"}, "service", "in container 'e2e' (defined: auth, billing)"),
         ({"message": "m", "service": "logs"}, "service", "not defined"),
-        ({"message": "m", "hookId": "not-a-ulid"}, "hookId", "ULID"),
-        ({"message": "m", "hookId": SEED_ID}, "hookId", f"no hook {SEED_ID!r} in container 'e2e'"),
+        ({"message": "m", "hookId": "-bad name"}, "hookId", "hook's id (a 26-character ULID) or its name"),
+        ({"message": "m", "hookId": SEED_ID}, "hookId", f"no hook {SEED_ID!r} in container 'e2e', by id"),
+        ({"message": "m", "hookId": "no-such-name"}, "hookId", "no hook 'no-such-name' in container 'e2e'"),
         ({"message": 7}, "message", "string"),
     ],
 )  # fmt: skip
@@ -171,9 +172,30 @@ def test_a_hook_of_another_service_is_422(api: httpx.Client) -> None:
     [hook_id] = [h["id"] for h in set_hooks(api, "e2e", "auth", [hook("/o/**", "/act.py")])["hooks"]]
     response = post_note(api, {"message": "m", "service": "billing", "hookId": hook_id})
     assert response.status_code == 422
-    assert response.json()["details"] == [
-        {"field": "hookId", "reason": f"no hook {hook_id!r} in service 'billing'"}
+    reason = (
+        f"no hook {hook_id!r} in service 'billing', by id or name; "
+        "GET /api/v1/containers/e2e/proxy/hooks lists them"
+    )
+    assert response.json()["details"] == [{"field": "hookId", "reason": reason}]
+
+
+@pytest.mark.parametrize("service", [None, "auth"])
+def test_a_note_names_its_hook_by_name_and_keeps_its_id_and_name(
+    api: httpx.Client, service: str | None
+) -> None:
+    name = f"deploy-target-{uuid.uuid4().hex[:8]}"
+    [hook_id] = [
+        h["id"] for h in set_hooks(api, "e2e", "auth", [hook("/m/**", "/act.py", name=name)])["hooks"]
     ]
+    body = {"message": "deployed", "hookId": name, **({"service": service} if service else {})}
+    response = post_note(api, body)
+    assert response.status_code == 201, response.text
+    note = response.json()["data"]
+    assert (note["service"], note["hook_id"], note["hook_name"]) == ("auth", hook_id, name)
+    assert events(api, kind="note", hookId=hook_id)[0] == note  # found by the id it resolved to
+    elsewhere = post_note(api, {"message": "m", "service": "billing", "hookId": name})
+    assert elsewhere.status_code == 422
+    assert elsewhere.json()["details"][0]["reason"].startswith(f"no hook {name!r} in service 'billing'")
 
 
 def test_an_unknown_container_is_404(api: httpx.Client) -> None:

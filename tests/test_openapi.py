@@ -130,3 +130,72 @@ def test_the_seed_contract_is_in_the_document(client: httpx.Client) -> None:
     timeout = hook_create["properties"]["timeout"]
     assert timeout["minimum"] == 1 and timeout["maximum"] == 30000
     assert document["components"]["schemas"]["ErrorBody"]["required"] == ["statusCode", "error", "message"]
+
+
+def _data_schema(operation: dict[str, Any], status: str = "200") -> str:
+    """The name of the model a success envelope's `data` is."""
+    envelope = operation["responses"][status]["content"]["application/json"]["schema"]
+    return str(envelope["properties"]["data"]["$ref"]).rsplit("/", 1)[-1]
+
+
+def _body_schema(operation: dict[str, Any]) -> str:
+    return str(operation["requestBody"]["content"]["application/json"]["schema"]["$ref"]).rsplit("/", 1)[-1]
+
+
+def test_issue_14s_endpoints_and_fields_are_all_in_the_document() -> None:
+    """Apply, bulk upsert, the container document, notes, the protocol, catalog filters, the
+    runs' `changed` filter; names, versions, `hook_version`, `changes`, notes' fields, stats'
+    `eventsByKind`/`notes`/`recentClients`: each with its operationId, body, answer and ETag."""
+    document = build_document(API_ROUTES)
+    operations = _operations(document)
+    schemas = document["components"]["schemas"]
+
+    def props(name: str) -> set[str]:
+        return set(schemas[name]["properties"])
+
+    expected = {
+        ("get", "/api/v1/containers/{id}"): ("getContainer", None, "ContainerDocument"),
+        ("put", HOOKS): ("applyContainerProxyHooks", "ContainerApply", "Applied"),
+        ("patch", HOOKS): ("upsertContainerProxyHooks", "BulkUpsert", "Upserted"),
+        ("post", "/api/v1/containers/{id}/proxy/events"): ("addContainerProxyEvent", "NoteCreate", "Event"),
+        ("get", "/api/v1/protocol"): ("getProxyProtocol", None, "ProtocolDescription"),
+    }
+    for key, (operation_id, body, data) in expected.items():
+        operation = operations[key]
+        assert operation["operationId"] == operation_id
+        success = "201" if key[0] == "post" else "200"
+        assert _data_schema(operation, success) == data
+        if body is not None:
+            assert _body_schema(operation) == body
+        if key[1].startswith("/api/v1/containers/"):
+            assert "ETag" in operation["responses"][success]["headers"]
+        if key[0] in ("put", "patch"):
+            assert "If-Match" in {p["name"] for p in operation["parameters"]}
+            assert {"404", "428", "412", "422"} <= set(operation["responses"])
+
+    assert props("ContainerDocument") >= {
+        "container", "file_version", "etag", "scripts_dir", "services", "groups", "environments", "hooks"
+    }  # fmt: skip
+    assert props("ContainerApply") == {"hooks", "prune"}
+    assert props("Applied") >= {"services", "hooks", "etag"}
+    assert props("ServiceChanges") == {"added", "updated", "removed", "unchanged"}
+    assert props("BulkUpsert") == {"items"} and props("UpsertItem") == {"service", "hook"}
+    assert props("Upserted") >= {"success", "failed", "results"}
+    assert props("UpsertResult") >= {"action", "hook_id", "error"}
+    assert "data" in props("ErrorBody")  # a refused batch still answers per item
+    assert {"name", "version"} <= props("HookView") and "name" in props("HookCreate")
+    assert {"hook_name", "hook_version", "changes", "message", "data"} <= props("Event")
+    assert props("NoteCreate") == {"message", "service", "hookId", "data"}
+    assert props("RunChanges") == {"request", "response"}
+    assert {"eventsByKind", "notes", "recentClients"} <= props("Stats")
+    assert props("RecentClient") >= {"address", "lastSeen"}
+    assert {"name", "version"} <= props("CatalogEntry")
+    catalog = operations[("get", "/api/v1/containers/{id}/proxy/catalog")]
+    filters = {"service", "mode", "runtime", "enabled", "failure_mode"}
+    assert {p["name"] for p in catalog["parameters"]} >= filters
+    events, runs = (
+        {p["name"]: p for p in operations[("get", path)]["parameters"]}
+        for path in ("/api/v1/containers/{id}/proxy/events", HOOKS + "/{service}/{hookId}/runs")
+    )
+    assert runs["changed"] == events["changed"]  # one definition of the filter
+    assert {"type": "boolean"} in runs["changed"]["schema"]["anyOf"]

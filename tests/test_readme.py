@@ -206,3 +206,27 @@ def test_the_walkthrough_runs_in_order_and_each_write_shows_on_the_next_flow(
     assert step("/v1/invoices/demo | jq .mocked_by").json() == "mock-invoice.py"
     assert step("/healthz").json() == "ok"
     assert next(commands, None) is None, "a command of the walk-through is not checked"
+
+
+def test_the_readme_documents_issue_14s_endpoints_fields_and_commands() -> None:
+    """Each user-visible part of issue 14 has its place in the manual (the sections named)."""
+    text = README.read_text()
+    for documented in (
+        "| `GET /api/v1/containers/{id}` |",  # the container document (export reads it)
+        "| `PUT …/hooks` |",  # apply a whole container
+        "| `PATCH …/hooks` |",  # seed 002's bulk upsert
+        "| `POST /events` |",  # notes
+        "`GET /api/v1/protocol`",
+        "### Hooks kept in git, applied from CI: `apply` and `export`",
+        "proxy-hooks apply hooks/demo.json --api",
+        "`changed=true\\|false`",  # the runs' and events' filter
+        "**What each run changed.**",
+        "**failed after its answer was applied**",
+        "`eventsByKind`",
+        "`recentClients`",
+        "`hook_version`",
+        "by its id or its name",  # a note's hookId
+        "| `name` |",  # the hook field
+        "| `version` |",
+    ):
+        assert documented in text, documented

@@ -5,6 +5,7 @@ a query string in the record; and run history filtered on `changed`."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -102,6 +103,7 @@ def test_an_edited_response(client: httpx.Client, api: httpx.Client) -> None:
         ("block", {}, "blocked", 403),
         ("exit2", {}, "blocked", 403),
         ("crash", {}, "failed", 502),
+        ("hang", {"timeout": 300}, "timeout", 504),
         ("garbage", {"failure_mode": "open"}, "failed", 200),
         ("modify", {"mode": "async"}, "observed", 200),  # an async hook's answer is never applied
     ],
@@ -114,10 +116,12 @@ def test_answers_that_change_nothing_have_no_changes(
     extra: dict[str, Any],
     outcome: str,
     status: int,
+    tmp_path: Path,
 ) -> None:
     hook_id = hooked(api, "/act.py", **extra)
-    response = client.get(f"http://auth.test/ch/none-{act}", headers={"x-act": act})
-    assert response.status_code == status
+    headers = {"x-act": act, "x-pidfile": str(tmp_path / "hang.pid")}  # where `hang` says its pid
+    response = client.get(f"http://auth.test/ch/none-{act}", headers=headers)
+    assert response.status_code == status, response.text
     [run] = only_run(api, hook_id)
     assert (run["outcome"], run["changes"]) == (outcome, None)
     if status == 200:
