@@ -21,7 +21,7 @@ import pwd
 import re
 import socket
 import urllib.parse
-from collections.abc import Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
@@ -36,6 +36,7 @@ from addon.capture import DEFAULT_BODY_MAX
 from addon.catalog import deployment_problems
 from addon.changes import RunChanges
 from addon.containers import ConfigError, Containers
+from addon.dispatch import pass_over_other_hooks
 from addon.engine import Execution, HookRun, Verdict, run_hook
 from addon.event_location import default_events_path
 from addon.event_recorder import (
@@ -76,7 +77,7 @@ from addon.scripts import Runtimes, become_subreaper, minimal_env
 from addon.sessions import DEFAULT_IDLE_S, SessionPool
 from addon.store import is_database_url
 from addon.validation import FileRefs, problem_lines
-from addon.verdict_cache import VerdictCache
+from addon.verdict_cache import CacheRequest, VerdictCache
 from addon.watcher import watch_hooks
 from control_api.app import ApiSettings
 from control_api.hosts import parse_hosts
@@ -504,14 +505,14 @@ class ProxyHooks:
             return
         attempt.stage = "starting the run"
         run = attempt.run = self._new_run(flow, match, "request")
-        attempt.stage = "building the script's event"
-        event = self._event(flow, run, match)
         if match.hook.hook.mode == "async":
+            attempt.stage = "building the script's event"
+            event = self._event(flow, run, match)
             run.outcome = "observed"  # the flow goes on; the run's own result is recorded later
             flow.metadata[METADATA_KEY] = run.as_dict()
             self._spawn(self._observe(run, match, event))
             return
-        intercept = await self._run_and_apply(flow, match, attempt, run, event)
+        intercept = await self._run_and_apply(flow, match, attempt, run)
         attempt.stage = "recording the run"
         if flow.response is not None:
             self._finish(flow, run)
@@ -522,20 +523,28 @@ class ProxyHooks:
         assert match.hook is not None
         attempt.stage = "starting the response-phase run"
         run = attempt.run = self._new_run(flow, match, "response")
-        attempt.stage = "building the script's event"
-        event = self._event(flow, run, match)
-        await self._run_and_apply(flow, match, attempt, run, event)
+        await self._run_and_apply(flow, match, attempt, run)
         attempt.stage = "recording the run"
         self._finish(flow, run)
 
     async def _run_and_apply(
-        self, flow: http.HTTPFlow, match: _Match, attempt: _Attempt, run: HookRun, event: ScriptEvent
+        self, flow: http.HTTPFlow, match: _Match, attempt: _Attempt, run: HookRun
     ) -> bool:
-        """Run the script, judge its answer, apply the verdict; whether it asked to see the
-        response."""
+        """Run the script (or take its cached verdict), judge its answer, apply the verdict;
+        whether it asked to see the response."""
         assert match.hook is not None
-        attempt.stage = "running the script"
-        verdict = await self._run(match, event)
+
+        async def run_script() -> Verdict:
+            attempt.stage = "building the script's event"
+            event = self._event(flow, run, match)
+            attempt.stage = "running the script"
+            return await self._run_script(match, event)
+
+        if match.hook.hook.cache is not None:
+            attempt.stage = "looking up the hook's cached verdict"
+            verdict = await self._run_cached(flow, match, run, run_script)
+        else:
+            verdict = await run_script()
         attempt.stage = "judging the answer"
         run.settle(verdict)
         attempt.stage = "applying the verdict"
@@ -662,30 +671,39 @@ class ProxyHooks:
         user = match.client.request.user
         return hook_event(flow, run, match.hook, match.container.name, run.service, user, self.event_body_max)
 
-    async def _run(self, match: _Match, event: ScriptEvent) -> Verdict:
+    async def _run_script(self, match: _Match, event: ScriptEvent) -> Verdict:
         assert match.hook is not None
-        hook, container = match.hook, match.container
-        if hook.hook.cache is not None:
-            return await self._run_cached(match, event)
-        return await run_hook(hook, event, container.scripts_root, self.execution, container.session_scripts)
+        container = match.container
+        return await run_hook(
+            match.hook, event, container.scripts_root, self.execution, container.session_scripts
+        )
 
-    async def _run_cached(self, match: _Match, event: ScriptEvent) -> Verdict:
+    async def _run_cached(
+        self, flow: http.HTTPFlow, match: _Match, run: HookRun, run_script: Callable[[], Awaitable[Verdict]]
+    ) -> Verdict:
         """A hook with `cache`: its earlier verdict for an equal request, or a run (addon.verdict_cache)."""
         assert match.hook is not None
-        hook, container = match.hook, match.container
+        request = flow.request
+        keyed = CacheRequest(
+            match.container.name,
+            run.phase,
+            request.path.partition("?")[2],
+            lambda: request.headers.items(multi=True),
+        )
+        container = match.container
         return await self.verdicts.run(
-            hook,
+            match.hook,
             match.client.request,
-            event,
+            keyed,
             container.snapshot.version,
             container.scripts_root,
-            lambda: run_hook(hook, event, container.scripts_root, self.execution, container.session_scripts),
+            run_script,
         )
 
     async def _observe(self, run: HookRun, match: _Match, event: ScriptEvent) -> None:
         """An async hook: runs beside the flow, never delays it, and its answer is not applied."""
         try:
-            verdict = await self._run(match, event)
+            verdict = await self._run_script(match, event)  # (an async hook's verdict is never cached)
             run.settle(verdict)
             if not verdict.failed:
                 run.outcome = "observed"
@@ -838,6 +856,9 @@ class ProxyHooks:
             with contextlib.suppress(RuntimeError):
                 asyncio.get_running_loop().create_task(runner.cleanup())
         self.api_url = None
+
+
+pass_over_other_hooks(ProxyHooks)  # see addon.dispatch
 
 
 def _events_location(option: str | None, config: str | None) -> str | Path | None:

@@ -13,6 +13,8 @@ imports can add to it.
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from addon.engine import HookRun
@@ -70,16 +72,30 @@ CONFIG_REJECTED = Counter(
 )
 
 
+# Each label set's child, found once: `labels()` checks and converts its values and takes a
+# lock on every call (~2 µs), the child's own `inc()` a quarter of that. Bounded as the labels
+# are; prometheus_client keeps every child anyway.
+_children: dict[tuple[object, ...], Any] = {}
+
+
+def _child(metric: Any, *labels: str) -> Any:
+    key = (metric, *labels)
+    child = _children.get(key)
+    if child is None:
+        child = _children[key] = metric.labels(*labels)
+    return child
+
+
 def flow_seen(container: str, service: str, hooked: bool) -> None:
-    FLOWS.labels(container, service, "true" if hooked else "false").inc()
+    _child(FLOWS, container, service, "true" if hooked else "false").inc()
 
 
 def run_recorded(run: HookRun) -> None:
-    RUNS.labels(run.container, run.service, run.hook_id, run.outcome).inc()
+    _child(RUNS, run.container, run.service, run.hook_id, run.outcome).inc()
     if run.cached:
-        CACHE_HITS.labels(run.container, run.service, run.hook_id).inc()
+        _child(CACHE_HITS, run.container, run.service, run.hook_id).inc()
     if run.duration_ms is not None:
-        RUN_SECONDS.labels(run.runtime).observe(run.duration_ms / 1000)
+        _child(RUN_SECONDS, run.runtime).observe(run.duration_ms / 1000)
 
 
 def config_changed(container: str, kind: str) -> None:

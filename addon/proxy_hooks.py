@@ -73,6 +73,10 @@ def missing_dependency(exc: ImportError) -> str:
 
 try:
     addons = [_import_addon()()]
+    from addon.dispatch import other_hook_names
+
+    # mitmproxy looks every event's hook up on this module too (it holds `addons`).
+    globals().update(dict.fromkeys(other_hook_names(globals())))
 except ImportError as exc:
     logging.getLogger("proxy_hooks").error(missing_dependency(exc))
     addons = []

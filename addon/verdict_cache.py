@@ -15,11 +15,11 @@ the script file's mtime/size/inode, or its environment's values.
 
 from __future__ import annotations
 
-import dataclasses
+import functools
 import os
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,8 +27,7 @@ from typing import Any
 from addon.engine import Verdict
 from addon.matching import CompiledHook, RequestFacts
 from addon.model import HookCache
-from addon.protocol import ScriptEvent
-from addon.sessions import script_stamp
+from addon.protocol import Phase
 from addon.validation import resolve_script
 
 MAX_ENTRIES_PER_HOOK = 1024  # module constant: tests may patch it
@@ -38,23 +37,37 @@ Key = tuple[Any, ...]
 Stamp = tuple[Any, ...]
 
 
-def request_key(vary: list[str], facts: RequestFacts, event: ScriptEvent) -> Key:
+@dataclass(frozen=True)
+class CacheRequest:
+    """What a key may read of a request besides its facts; `headers` only when `vary` names a
+    header (a cache hit builds no script event: the key reads the request, never the event)."""
+
+    container: str
+    phase: Phase
+    query: str
+    headers: Callable[[], Iterable[tuple[str, str]]]
+
+
+def request_key(vary: list[str], facts: RequestFacts, request: CacheRequest) -> Key:
     """The parts of the request `vary` names, in `vary`'s order (each tagged with its name)."""
     parts: list[Any] = []
+    headers: tuple[tuple[str, str], ...] | None = None
     for element in vary:
         if element == "method":
             parts.append(("method", facts.method, tuple(sorted(facts.other_methods))))
         elif element == "path":
             parts.append(("path", facts.path))
         elif element == "query":
-            parts.append(("query", event["request"]["path"].partition("?")[2]))
+            parts.append(("query", request.query))
         elif element == "client":
             parts.append(("client", facts.client_address))
         elif element == "user":
             parts.append(("user", facts.user))
         else:  # header:<name>, names lower-case: every value, in order (absent: empty)
             name = element.partition(":")[2]
-            values = tuple(v for k, v in event["request"]["headers"] if k.lower() == name)
+            if headers is None:
+                headers = tuple(request.headers())
+            values = tuple(v for k, v in headers if k.lower() == name)
             parts.append(("header", name, values))
     return tuple(parts)
 
@@ -65,10 +78,16 @@ def hook_stamp(hook: CompiledHook, version: int, scripts_root: Path) -> Stamp | 
     if hook.remote_url is not None:
         return (version, hook.remote_url, "")
     try:
-        info = os.stat(resolve_script(scripts_root, hook.hook.script.path))
+        info = os.stat(_script_file(scripts_root, hook.hook.script.path))
     except OSError:
         return None
-    return (version, script_stamp(info), hook.environment.digest)
+    return (version, info.st_mtime_ns, info.st_size, info.st_ino, hook.environment.digest)
+
+
+@functools.lru_cache(maxsize=1024)
+def _script_file(scripts_root: Path, script_path: str) -> str:
+    """`resolve_script` as a string, worked out once (pathlib's join costs more than the stat)."""
+    return str(resolve_script(scripts_root, script_path))
 
 
 @dataclass
@@ -88,7 +107,7 @@ class VerdictCache:
         self,
         hook: CompiledHook,
         facts: RequestFacts,
-        event: ScriptEvent,
+        request: CacheRequest,
         version: int,
         scripts_root: Path,
         run: Callable[[], Awaitable[Verdict]],
@@ -96,13 +115,13 @@ class VerdictCache:
         """The cached verdict for this request when there is one, else `run()`'s (kept when the
         script gave it)."""
         settings = hook.hook.cache
-        if settings is None or hook.hook.mode != "sync" or event["phase"] != "request":
+        if settings is None or hook.hook.mode != "sync" or request.phase != "request":
             return await run()
         stamp = hook_stamp(hook, version, scripts_root)
         if stamp is None:
             return await run()
-        where = (event["container"], hook.id)
-        key = request_key(settings.vary, facts, event)
+        where = (request.container, hook.id)
+        key = request_key(settings.vary, facts, request)
         cached = self._lookup(where, stamp, key)
         if cached is not None:
             return cached
@@ -126,7 +145,7 @@ class VerdictCache:
             del entries.verdicts[key]
             return None
         entries.verdicts.move_to_end(key)
-        return dataclasses.replace(verdict, result=None, cached=True)
+        return Verdict(verdict.outcome, verdict.answer, verdict.reason, None, cached=True)
 
     def _store(
         self, where: tuple[str, str], stamp: Stamp, key: Key, verdict: Verdict, settings: HookCache

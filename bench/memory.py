@@ -77,9 +77,10 @@ def run_case(label: str, upstream: Upstream, pinning: Pinning, size: int, option
             "hooks": {"s0": [hook]},
         }
         (home / "bench.json").write_text(json.dumps(doc))
+        (home / "events").mkdir()
         options = {
             "hooks_config": str(home / "bench.json"),
-            "hooks_events": str(home / "events.db"),
+            "hooks_events": str(home / "events" / "events.db"),  # not in the watched folder
             **options,
         }
         return _measured(

@@ -215,7 +215,10 @@ def prepare(config: Config, upstream: Upstream, home: Path) -> dict[str, str]:
     """The row's hooks file and scripts in `home`; mitmdump's options for it."""
     options: dict[str, str] = {}
     if config.addon:
-        options["hooks_events"] = str(home / "events.db") if config.events else ""
+        # Not beside bench.json: the hooks-file watcher would wake for every events write (the
+        # default store, <config folder>/.proxy-hooks/events.db, is in a folder of its own too).
+        (home / "events").mkdir()
+        options["hooks_events"] = str(home / "events" / "events.db") if config.events else ""
     if config.hooks is not None:
         (home / "scripts").mkdir()
         for name, source in config.scripts.items():

@@ -23,7 +23,7 @@ from addon.engine import Verdict
 from addon.matching import CompiledHook, RequestFacts
 from addon.model import Hook
 from addon.protocol import ScriptAnswer
-from addon.verdict_cache import VerdictCache
+from addon.verdict_cache import CacheRequest, VerdictCache
 from tests.harness import Mitmdump, Upstream, hook, set_hooks, wait_for
 from tests.proxy_fixtures import api, home, upstream  # noqa: F401 - fixtures (with this module's proxy)
 
@@ -262,8 +262,8 @@ def _hook(tmp_path: Path, ttl_ms: int = 1000) -> CompiledHook:
     return CompiledHook.compile(spec, 0)
 
 
-def _event(path: str) -> Any:
-    return {"phase": "request", "container": "c", "request": {"path": path, "headers": []}}
+def _event(path: str) -> CacheRequest:
+    return CacheRequest("c", "request", path.partition("?")[2], lambda: [])
 
 
 def _facts(path: str) -> RequestFacts:
