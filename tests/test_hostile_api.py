@@ -10,10 +10,12 @@ request must change nothing: the hooks file keeps its bytes and no dry run is re
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import re
 import socket
+import sqlite3
 import stat
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -585,6 +587,18 @@ def _remove_store(path: Path) -> None:
             leftover.unlink()
 
 
+def _corrupt_in_place(db: Path) -> None:
+    """Garbage where the header and the first pages were, in the same file. The WAL is emptied
+    first: a page the WAL still holds is read from there, not from the file, so garbage under it
+    stays unseen (by SQLite and by any reader) until a checkpoint, and whether the last write
+    left page 1 in the WAL is up to timing."""
+    with contextlib.closing(sqlite3.connect(db, timeout=10)) as checkpoint:
+        busy, _, _ = checkpoint.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+    assert busy == 0, "the WAL could not be emptied"
+    with db.open("r+b") as f:
+        f.write(b"this is not a database" * 200)
+
+
 def _folder_in_place_of(db: Path) -> None:
     """A folder where the store should be: nothing can be created there. (A recorder may
     create the file again between the removal and the mkdir: then try again.)"""
@@ -664,8 +678,7 @@ def test_recording_heals_after_the_store_is_deleted_or_corrupted(
         if damage == "deleted":
             _remove_store(db)
         else:
-            with db.open("r+b") as f:  # in place: same file, garbage where the header was
-                f.write(b"this is not a database" * 200)
+            _corrupt_in_place(db)
         wait_for(lambda: _available(inproxy, http), 15, "events to be served again")
         _fire(proxy, f"after-{damage}")
         wait_for(lambda: _recorded(inproxy, http, f"after-{damage}"), 10, "a run recorded after")

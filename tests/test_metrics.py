@@ -82,7 +82,15 @@ def test_every_counter_equals_an_independent_count(proxy: Mitmdump, api: httpx.C
     for _ in range(3):
         api.get("/api/v1/containers/e2e/proxy/hooks/auth")
     api.get("/no/such/route")
-    wait_for(lambda: stored_rows(events_db) - value(before, "proxy_hooks_events_written_total") >= runs)
+    written = "proxy_hooks_events_written_total"
+
+    def settled() -> bool:
+        """Every run stored, and the counter caught up: the writer counts a batch only after
+        its commit, so a scrape between the two would see the rows but not yet the count."""
+        rows = stored_rows(events_db)
+        return rows - value(before, written) >= runs and value(scrape(api), written) == rows
+
+    wait_for(settled)
     after = scrape(api)
 
     flows = "proxy_hooks_flows_total"
@@ -113,7 +121,7 @@ def test_every_counter_equals_an_independent_count(proxy: Mitmdump, api: httpx.C
     unmatched = {"method": "GET", "route": "unmatched", "status": "404"}
     assert delta(before, after, "proxy_hooks_api_requests_total", **unmatched) == 1
 
-    assert value(after, "proxy_hooks_events_written_total") == stored_rows(events_db)
+    assert value(after, written) == stored_rows(events_db)
     assert (
         value(after, "proxy_hooks_events_dropped_total")
         == api.get("/healthz").json()["data"]["events"]["dropped"]

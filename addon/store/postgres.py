@@ -116,7 +116,14 @@ class SchemaNotReady(StoreError):
 
 
 class Database:
-    """Connections to one PostgreSQL database, a few of them kept idle between calls."""
+    """Connections to one PostgreSQL database, a few of them kept idle between calls.
+
+    Not psycopg_pool, which the events store uses: during an outage a pool makes each caller
+    wait its whole timeout for a connection its background workers cannot open, then reports
+    only that timeout. A write here must fail at once with the server's own reason ("connection
+    refused", "the database system is shutting down") in its 503, and the API's calls are few
+    and short, so connecting on demand and keeping a few idle ones is all the pooling it needs.
+    """
 
     def __init__(self, dsn: str):
         self.dsn = dsn
