@@ -98,6 +98,28 @@ class Cluster:
         self.processes: list[tuple[str, subprocess.Popen[bytes]]] = []
         self.proxy_hooks = str(Path(sys.executable).parent / "proxy-hooks")
 
+    def ports_in_use(self) -> list[str]:
+        """Checked before anything starts: a port someone else listens on would pass for one of
+        ours (wait_listening only connects)."""
+        wanted = [
+            *(("a proxy", port, "PROXY_PORT=…") for port in self.proxy_ports),
+            ("the API", self.api_port, "API=…"),
+            *(("a demo service", port, "--upstream-ports") for port in self.upstream_ports),
+        ]
+        if not (self.server.data_dir / "postmaster.pid").exists():  # else our own, stopped first
+            wanted.append(("PostgreSQL", self.server.port, "PG_PORT=…"))
+        taken = []
+        for what, port, setting in wanted:
+            with socket.socket() as probe:
+                # As the servers bind: connections of a previous run in TIME_WAIT do not count.
+                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                try:
+                    probe.bind(("127.0.0.1" if what != "the API" else self.api_host, port))
+                except OSError:
+                    hint = f"make run-cluster {setting}"
+                    taken.append(f"port {port} for {what} is in use; pick another: {hint}")
+        return taken
+
     def start_database(self) -> str:
         import psycopg
 
@@ -225,7 +247,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pg-port", type=int, default=55432, help="PostgreSQL's port (default 55432)")
     parser.add_argument("--upstream-ports", type=port_pair, default=DEMO_PORTS, help="default 9001,9002")
     args = parser.parse_args(argv)
-    cluster = Cluster(args)
+    try:
+        cluster = Cluster(args)
+    except RuntimeError as exc:  # no PostgreSQL binaries
+        print(f"run-cluster: {exc}", file=sys.stderr)
+        return 2
+    taken = cluster.ports_in_use()
+    if taken:
+        print(f"run-cluster: {'; '.join(taken)}", file=sys.stderr)
+        return 2
     signal.signal(signal.SIGINT, _raise_stop)
     signal.signal(signal.SIGTERM, _raise_stop)
     try:

@@ -88,9 +88,13 @@ class RunCluster:
         """Ctrl-C as a terminal sends it to the script; its parts run in sessions of their own."""
         self.proc.send_signal(signal.SIGINT)
         code = self.proc.wait(timeout=60)
+        self.drain()
+        return code
+
+    def drain(self) -> None:
+        """The rest of the output, to its end."""
         while (line := self._lines.get(timeout=DEADLINE_S)) is not None:
             self.output.append(line)
-        return code
 
     def close(self) -> None:
         """After a failure too: Ctrl-C is what stops its parts (each in a session of its own),
@@ -166,3 +170,18 @@ def test_run_cluster_prints_lines_that_show_one_write_enforced_by_both_proxies(t
     finally:
         again.close()
     assert not (home / "pg" / "postmaster.pid").exists()
+
+
+def test_run_cluster_refuses_a_port_in_use_before_starting_anything(tmp_path: Path) -> None:
+    ports = {name: free_port() for name in ("a", "b", "api", "pg", "auth", "billing")}
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", ports["b"]))
+        taken.listen()  # someone else's server: connecting to it would succeed
+        cluster = RunCluster(tmp_path / "cluster", ports)
+        code = cluster.proc.wait(timeout=60)
+        cluster.drain()
+    assert code == 2
+    assert f"port {ports['b']} for a proxy is in use; pick another: make run-cluster PROXY_PORT=…" in (
+        "\n".join(cluster.output)
+    )
+    assert not (tmp_path / "cluster" / "pg").exists(), "PostgreSQL was set up anyway"
