@@ -239,14 +239,18 @@ def try_lines(cluster: Cluster) -> str:
     )
 
 
-def main(argv: list[str] | None = None) -> int:
+def parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--home", type=Path, default=ROOT / "var" / "cluster", help="data, scripts, logs")
     parser.add_argument("--proxy-ports", type=port_pair, default=(8080, 8081), help="default 8080,8081")
     parser.add_argument("--api", type=host_port, default=("127.0.0.1", 8082), help="default 127.0.0.1:8082")
     parser.add_argument("--pg-port", type=int, default=55432, help="PostgreSQL's port (default 55432)")
     parser.add_argument("--upstream-ports", type=port_pair, default=DEMO_PORTS, help="default 9001,9002")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
     try:
         cluster = Cluster(args)
     except RuntimeError as exc:  # no PostgreSQL binaries

@@ -185,3 +185,17 @@ def test_run_cluster_refuses_a_port_in_use_before_starting_anything(tmp_path: Pa
         "\n".join(cluster.output)
     )
     assert not (tmp_path / "cluster" / "pg").exists(), "PostgreSQL was set up anyway"
+
+
+def test_the_readme_shows_the_lines_run_cluster_prints_by_default() -> None:
+    """The README's block is what `make run-cluster` prints with its default ports."""
+    sys.path.insert(0, str(ROOT / "configs"))
+    try:
+        import run_cluster
+    finally:
+        sys.path.remove(str(ROOT / "configs"))
+    cluster = run_cluster.Cluster(run_cluster.parser().parse_args([]))
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index("### A cluster on your machine") :]
+    block = section[section.index("```sh\nP=") + len("```sh\n") :]
+    assert block[: block.index("```")].rstrip("\n") == run_cluster.try_lines(cluster)
