@@ -124,7 +124,7 @@ def _proxy_listeners(host: str, port: int, modes: Sequence[str]) -> Iterator[tup
         yield mode.listen_host(host), listen_port, option
 
 
-def _in_use(host: str, port: int) -> bool:
+def port_in_use(host: str, port: int) -> bool:
     """Whether binding host:port fails because something listens there (bound as mitmproxy
     and the API bind: with SO_REUSEADDR, so a port in TIME_WAIT counts as free)."""
     try:
@@ -139,7 +139,7 @@ def check_ports(listen_host: str, listen_port: int, modes: Sequence[str], api: s
     proxy_ports = set()
     for host, port, option in _proxy_listeners(listen_host, listen_port, modes):
         proxy_ports.add(port)
-        if _in_use(host, port):
+        if port_in_use(host, port):
             raise PortInUse(port, option, "PROXY_PORT" if option == "--listen-port" else None)
     try:
         api_host, api_port = parse_listen(api) if api else ("", 0)
@@ -147,7 +147,7 @@ def check_ports(listen_host: str, listen_port: int, modes: Sequence[str], api: s
         return  # the addon refuses it with the reason
     if api_port in proxy_ports:
         raise PortInUse(api_port, "--api HOST:PORT", "API", " by the proxy itself")
-    if api_port and _in_use(api_host, api_port):
+    if api_port and port_in_use(api_host, api_port):
         raise PortInUse(api_port, "--api HOST:PORT", "API")
 
 

@@ -101,24 +101,21 @@ class Cluster:
     def ports_in_use(self) -> list[str]:
         """Checked before anything starts: a port someone else listens on would pass for one of
         ours (wait_listening only connects)."""
+        from addon.launcher import port_in_use
+
+        local = "127.0.0.1"
         wanted = [
-            *(("a proxy", port, "PROXY_PORT=…") for port in self.proxy_ports),
-            ("the API", self.api_port, "API=…"),
-            *(("a demo service", port, "--upstream-ports") for port in self.upstream_ports),
+            *((local, port, "a proxy", "PROXY_PORT=…") for port in self.proxy_ports),
+            (self.api_host, self.api_port, "the API", "API=…"),
+            *((local, port, "a demo service", "--upstream-ports") for port in self.upstream_ports),
         ]
         if not (self.server.data_dir / "postmaster.pid").exists():  # else our own, stopped first
-            wanted.append(("PostgreSQL", self.server.port, "PG_PORT=…"))
-        taken = []
-        for what, port, setting in wanted:
-            with socket.socket() as probe:
-                # As the servers bind: connections of a previous run in TIME_WAIT do not count.
-                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                try:
-                    probe.bind(("127.0.0.1" if what != "the API" else self.api_host, port))
-                except OSError:
-                    hint = f"make run-cluster {setting}"
-                    taken.append(f"port {port} for {what} is in use; pick another: {hint}")
-        return taken
+            wanted.append((local, self.server.port, "PostgreSQL", "PG_PORT=…"))
+        return [
+            f"port {port} for {what} is in use; pick another: make run-cluster {setting}"
+            for host, port, what, setting in wanted
+            if port_in_use(host, port)
+        ]
 
     def start_database(self) -> str:
         import psycopg
