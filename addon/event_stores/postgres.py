@@ -160,19 +160,11 @@ class PostgresEventStore(SqlEventReads):
         raise RuntimeError("a PostgreSQL events store is never moved aside")
 
     def check(self, db: psycopg.Connection[Any]) -> None:
-        db.execute("SELECT seq FROM events ORDER BY seq DESC LIMIT 1").fetchone()
-
-    def probe(self) -> None:
-        with self._connect() as db:
-            db.execute("SELECT seq FROM events ORDER BY seq DESC LIMIT 1").fetchone()
+        self._read_newest(db)  # on the writer's own connection: the server is one for all
 
     def insert(self, events: Sequence[Event], db: psycopg.Connection[Any] | None = None) -> None:
-        if db is None:
-            with self._connect() as own:
-                return self.insert(events, own)
-        with db.transaction():
+        with self._using(db) as db, db.transaction():
             db.execute("SELECT pg_advisory_xact_lock(%s)", (INSERT_LOCK,))
             with db.cursor() as cursor, cursor.copy(f"COPY events ({COLUMNS}) FROM STDIN") as copy:
                 for row in rows(events):
                     copy.write_row(row)
-        return None

@@ -63,6 +63,16 @@ class SqlEventReads:
         with self._connect() as own:
             yield own
 
+    def _read_newest(self, db: Any) -> None:
+        """Read what every query reads first (header, schema, the newest row); raises the
+        store's `errors` when that fails."""
+        db.execute("SELECT seq FROM events ORDER BY seq DESC LIMIT 1").fetchone()
+
+    def probe(self) -> None:
+        """`_read_newest` through a connection of the store's own, as a reader (the API) would."""
+        with self._connect() as db:
+            self._read_newest(db)
+
     def _run(self, db: Any, sql: str, params: Sequence[Any] = ()) -> Any:
         if self.placeholder != "?":
             sql = sql.replace("?", self.placeholder)

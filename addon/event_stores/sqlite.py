@@ -126,12 +126,6 @@ class SQLiteEventStore(SqlEventReads):
             return None
         return (st.st_dev, st.st_ino)
 
-    def probe(self) -> None:
-        """Read what every query reads first (header, schema, the newest row) through a new
-        connection, as a reader would; raises sqlite3.Error/OSError when that fails."""
-        with self._connect() as db:
-            db.execute("SELECT seq FROM events ORDER BY seq DESC LIMIT 1").fetchone()
-
     def move_aside(self) -> Path:
         """Rename a corrupt store (and its journal files) to `<name>.corrupt-<UTC time>`, so
         a new one can be created and the old one is kept for whoever wants to look at it."""
@@ -167,18 +161,17 @@ class SQLiteEventStore(SqlEventReads):
         self.probe()  # through a new connection: what a reader (the API) would see
 
     def insert(self, events: Sequence[Event], db: sqlite3.Connection | None = None) -> None:
-        if db is None:
-            with self._connect() as own:
-                return self.insert(events, own)
         values = rows(events)
-        db.execute("BEGIN")
-        try:
-            db.executemany(f"INSERT INTO events ({COLUMNS}) VALUES ({', '.join('?' * COLUMN_COUNT)})", values)
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
-        db.execute("COMMIT")
-        return None
+        with self._using(db) as db:
+            db.execute("BEGIN")
+            try:
+                db.executemany(
+                    f"INSERT INTO events ({COLUMNS}) VALUES ({', '.join('?' * COLUMN_COUNT)})", values
+                )
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
 
 
 def _use_wal(db: sqlite3.Connection, wait_s: float = 10.0) -> None:
