@@ -81,39 +81,15 @@ class Containers:
         """Every container kept in the database. It must be reachable now: a proxy never starts
         without a good version of each container to enforce."""
         try:
-            from addon.store.postgres import Database, PostgresHooksStore
+            from addon.store.postgres import Database
         except ImportError:
             raise ConfigError([f"{dsn.split(':', 1)[0]}://…: {POSTGRESQL_MISSING}"]) from None
         database = Database(dsn)
         try:
-            database.check_schema()
-            names = database.container_names()
-        except StoreError as exc:
+            return cls(_database_stores(database), database)
+        except ConfigError:
             database.close()
-            raise ConfigError([str(exc)]) from None
-        if not names:
-            database.close()
-            raise ConfigError(
-                [
-                    f"{database.where}: no containers yet; add some with "
-                    "`proxy-hooks db import --config DSN FILE...`"
-                ]
-            )
-        stores: dict[str, HooksSource] = {}
-        lines: list[str] = []
-        for name in names:
-            store = PostgresHooksStore(database, name)
-            try:
-                store.open()
-            except StoreError as exc:
-                problems = getattr(exc, "problems", None) or []
-                lines += problem_lines(store.path, problems) if problems else [str(exc)]
-                continue
-            stores[name] = store
-        if lines:
-            database.close()
-            raise ConfigError(lines)
-        return cls(stores, database)
+            raise
 
     def get(self, container: str) -> HooksSource | None:
         return self._stores.get(container)
@@ -124,6 +100,34 @@ class Containers:
     def close(self) -> None:
         if self.database is not None:
             self.database.close()
+
+
+def _database_stores(database: Database) -> dict[str, HooksSource]:
+    """A store per container in `database`, each read once; ConfigError says what stops that."""
+    from addon.store.postgres import PostgresHooksStore
+
+    try:
+        database.check_schema()
+        names = database.container_names()
+    except StoreError as exc:
+        raise ConfigError([str(exc)]) from None
+    if not names:
+        hint = "add some with `proxy-hooks db import --config DSN FILE...`"
+        raise ConfigError([f"{database.where}: no containers yet; {hint}"])
+    stores: dict[str, HooksSource] = {}
+    lines: list[str] = []
+    for name in names:
+        store = PostgresHooksStore(database, name)
+        try:
+            store.open()
+        except StoreError as exc:
+            problems = getattr(exc, "problems", None) or []
+            lines += problem_lines(store.path, problems) if problems else [str(exc)]
+            continue
+        stores[name] = store
+    if lines:
+        raise ConfigError(lines)
+    return stores
 
 
 @dataclass

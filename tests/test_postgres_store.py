@@ -21,7 +21,7 @@ from addon import edits
 from addon.containers import ConfigError, Containers
 from addon.database_url import describe_dsn
 from addon.model import HookCreate, HooksFile
-from addon.store import StoreUnavailable, utc_now
+from addon.store import StoreUnavailable, StoreUnusable, utc_now
 from addon.store.postgres import SCHEMA_VERSION, Database, PostgresHooksStore, listen
 from addon.validation import InvalidInput
 from tests.conftest import demo, proxy_hooks_command, write_container, write_scripts
@@ -179,3 +179,27 @@ def test_run_and_api_take_a_dsn_and_say_what_is_missing(postgres_dsn: str) -> No
         )
         assert result.returncode == 2, result.stderr
         assert "has no proxy-hooks schema" in result.stderr and "db init" in result.stderr
+
+
+def test_no_containers_and_a_container_deleted_under_a_proxy_are_said_so(
+    tmp_path: Path, postgres_dsn: str
+) -> None:
+    database = Database(postgres_dsn)
+    try:
+        database.init()
+        with pytest.raises(ConfigError) as empty:
+            Containers.load(postgres_dsn)
+        assert "no containers yet" in empty.value.lines[0] and "db import" in empty.value.lines[0]
+        assert db("import", "--config", postgres_dsn, str(absolute_container(tmp_path))).returncode == 0
+        store = PostgresHooksStore(database, "demo")
+        assert store.open().version == 1
+        with psycopg.connect(postgres_dsn, autocommit=True) as conn:
+            conn.execute("DELETE FROM hooks_containers WHERE container = 'demo'")
+        assert store.read().version == 1  # the last good version, still served
+        assert store.error is not None and "no such container" in str(store.error)
+        with pytest.raises(StoreUnusable) as gone:
+            store.write(1, append)
+        assert "no such container" in str(gone.value)
+        assert "'demo' is no longer in" in str(gone.value.problems[0])
+    finally:
+        database.close()

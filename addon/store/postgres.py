@@ -313,12 +313,7 @@ class PostgresHooksStore:
         except StoreUnavailable as exc:
             return self._fail(exc)
         if row is None:
-            return self._fail(
-                StoreUnusable(
-                    f"{self.path}: no such container",
-                    [Problem("container", f"{self.container!r} is no longer in {self.database.where}")],
-                )
-            )
+            return self._fail(self._missing())
         version, doc = int(row[0]), row[1]
         if doc is None and self._cache is not None:
             return self._accept(self._cache)
@@ -336,10 +331,7 @@ class PostgresHooksStore:
                 (self.container,),
             ).fetchone()
             if row is None:
-                raise StoreUnusable(
-                    f"{self.path}: no such container",
-                    [Problem("container", f"{self.container!r} is no longer in {self.database.where}")],
-                )
+                raise self._missing()
             version = int(row[0])
             cached = self._cache
             if cached is not None and cached.version == version:
@@ -366,6 +358,12 @@ class PostgresHooksStore:
             )
             conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, f"{self.container} {version + 1}"))
         return self._accept(snapshot), result
+
+    def _missing(self) -> StoreUnusable:
+        return StoreUnusable(
+            f"{self.path}: no such container",
+            [Problem("container", f"{self.container!r} is no longer in {self.database.where}")],
+        )
 
     def _parse(self, version: int, doc: Any) -> HooksFile:
         if not isinstance(doc, dict):
