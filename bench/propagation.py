@@ -18,7 +18,6 @@ import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Sequence
@@ -28,6 +27,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.parts import scratch
 from tests.conftest import ApiProcess, proxy_hooks_command
 from tests.harness import Mitmdump, Upstream, container_doc, hook, write_json
 from tests.postgres_server import LocalPostgres
@@ -67,7 +67,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--rounds", type=int, default=30, help="writes to time (default 30)")
     parser.add_argument("--proxies", type=int, default=3, help="mitmdump processes (default 3)")
     args = parser.parse_args(argv)
-    home = Path(tempfile.mkdtemp(prefix="proxy-hooks-propagation-"))
+    with scratch("proxy-hooks-propagation-") as home:
+        measure(args, home)
+
+
+def measure(args: argparse.Namespace, home: Path) -> None:
     shutil.copytree(SCRIPTS, home / "scripts")
     upstream = Upstream()
     server = LocalPostgres(home / "pg" / "data")
@@ -129,7 +133,6 @@ def main(argv: Sequence[str] | None = None) -> None:
             process.stop()
         upstream.stop()
         server.destroy()
-        shutil.rmtree(home, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -472,12 +472,17 @@ def api_rows(seconds: float) -> list[tuple[str, float]]:
 # --- main ---
 
 
+def table_rows() -> tuple[str, ...]:
+    """The rows that are tables of their own rather than mitmdump configurations."""
+    return ("matcher", "api", *POSTGRESQL_ROWS)
+
+
 def selected(names: str | None) -> list[Config]:
     available = configs()
     if not names:
         return available
     wanted = [name.strip() for name in names.split(",") if name.strip()]
-    known = {c.key for c in available} | {"matcher", "api", *POSTGRESQL_ROWS}
+    known = {c.key for c in available} | set(table_rows())
     unknown = [name for name in wanted if name not in known]
     if unknown:
         raise SystemExit(f"bench: unknown row(s) {', '.join(unknown)}; rows: {', '.join(sorted(known))}")
@@ -496,7 +501,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         "--rows",
         help="comma-separated rows (default: all): "
         + ", ".join(c.key for c in configs())
-        + ", matcher, api, propagation, events; a row's bare baseline is added",
+        + ", "
+        + ", ".join(table_rows())
+        + "; a row's bare baseline is added",
     )
     parser.add_argument(
         "--instructions",
@@ -507,7 +514,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         "per request over N requests: the same figure on a busy machine as on a quiet one",
     )
     args = parser.parse_args(argv)
-    wanted = set(args.rows.split(",")) if args.rows else {"matcher", "api", *POSTGRESQL_ROWS}
+    wanted = set(args.rows.split(",")) if args.rows else set(table_rows())
     chosen = selected(args.rows)
     pinning = Pinning.plan()
     pinning.pin_self()
